@@ -1,0 +1,399 @@
+//! Configuration from the environment (and an optional `.env` file), checked once at start-up.
+//!
+//! Every bad value stops start-up with one line naming the variable and what is wrong. Secrets are
+//! wrapped in [`Secret`] so neither logs nor `Debug` output can show them.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::Duration;
+use url::Url;
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A configuration value that cannot be used; printed as `VARIABLE: what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    /// The variable (or variables) at fault.
+    pub var: String,
+    /// What is wrong with it, and what would be right.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(var: &str, message: impl Into<String>) -> Self {
+        Self { var: var.to_owned(), message: message.into() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Where the service's Stripe calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StripeMode {
+    /// No key and debug on: the built-in simulator, started in-process. Payments are simulated.
+    Simulated,
+    /// A real key (test or live) and the API base to send it to.
+    Remote {
+        /// `sk_test_…`, `sk_live_…` (or a restricted `rk_…` key).
+        api_key: Secret,
+    },
+    /// No key and debug off: billing routes answer 503 until a key is configured.
+    Disabled,
+}
+
+impl StripeMode {
+    /// Whether the key is a live-mode key.
+    pub fn is_live(&self) -> bool {
+        matches!(self, StripeMode::Remote { api_key } if api_key.expose().starts_with("sk_live_") || api_key.expose().starts_with("rk_live_"))
+    }
+}
+
+/// Stripe settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeSettings {
+    /// Simulated, remote or disabled.
+    pub mode: StripeMode,
+    /// Base URL of Stripe's API (`STRIPE_API_BASE`); `None` means Stripe's own.
+    pub api_base: Option<Url>,
+    /// Webhook signing secrets; any one valid signature is enough (rotation).
+    pub webhook_secrets: Vec<Secret>,
+    /// Price of the weekly plan.
+    pub price_weekly: Option<String>,
+    /// Price of the monthly plan.
+    pub price_monthly: Option<String>,
+}
+
+/// Everything the service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `MSR_LISTEN_ADDR`, host:port.
+    pub listen_addr: String,
+    /// `DATABASE_URL` (may carry a password).
+    pub database_url: Secret,
+    /// Most connections the pool opens (`MSR_DB_MAX_CONNECTIONS`).
+    pub db_max_connections: u32,
+    /// `MSR_DEBUG`: dev routes on, X-User-Id accepted without the internal key when none is set.
+    pub debug: bool,
+    /// Stripe.
+    pub stripe: StripeSettings,
+    /// The public base URL of this service (`MSR_PUBLIC_URL`).
+    pub public_url: Url,
+    /// Where Checkout sends the owner after paying (`FRONTEND_RETURN_URL`).
+    pub frontend_return_url: Url,
+    /// Where Checkout sends the owner who gave up (`FRONTEND_CANCEL_URL`).
+    pub frontend_cancel_url: Url,
+    /// Where the Stripe portal sends the owner back (`BILLING_PORTAL_RETURN_URL`).
+    pub billing_portal_return_url: Url,
+    /// `MSR_INTERNAL_API_KEY`: the bearer token other services send with `X-User-Id`.
+    pub internal_api_key: Option<Secret>,
+    /// `MSR_PAST_DUE_GRACE`.
+    pub past_due_grace: Duration,
+    /// `MSR_TRIAL_DAYS`: trial for owners who never had a subscription.
+    pub trial_days: u32,
+    /// `MSR_REQUEST_TIMEOUT`.
+    pub request_timeout: Duration,
+    /// `MSR_LOG_FORMAT`.
+    pub log_format: LogFormat,
+}
+
+/// Reads variables from somewhere: the process environment in production, a map in tests.
+pub trait Source {
+    /// The value of `key`, `None` when unset. Empty values count as unset.
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment, after loading `.env` if one exists.
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Settings {
+    /// Loads `.env` (if present, without overriding the environment), then reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError::new(".env", format!("cannot be read: {e}"))),
+        }
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads and checks every variable.
+    pub fn from_source(env: &dyn Source) -> Result<Self, ConfigError> {
+        let api_key = env.get("STRIPE_API_KEY").map(Secret::new);
+        if let Some(key) = &api_key {
+            let k = key.expose();
+            if !["sk_test_", "sk_live_", "rk_test_", "rk_live_"].iter().any(|p| k.starts_with(p)) {
+                return Err(ConfigError::new("STRIPE_API_KEY", "must be a Stripe secret key starting with sk_test_ or sk_live_"));
+            }
+        }
+        let debug = match env.get("MSR_DEBUG") {
+            None => api_key.is_none(),
+            Some(raw) => parse_bool(&raw).ok_or_else(|| {
+                ConfigError::new("MSR_DEBUG", format!("must be true or false, got {raw:?}"))
+            })?,
+        };
+        let mode = match api_key {
+            Some(api_key) => StripeMode::Remote { api_key },
+            None if debug => StripeMode::Simulated,
+            None => StripeMode::Disabled,
+        };
+        if debug && mode.is_live() {
+            return Err(ConfigError::new(
+                "MSR_DEBUG, STRIPE_API_KEY",
+                "MSR_DEBUG=true is refused with a live STRIPE_API_KEY (sk_live_): debug routes would reach real money",
+            ));
+        }
+        let internal_api_key = env.get("MSR_INTERNAL_API_KEY").map(Secret::new);
+        if !debug && internal_api_key.is_none() {
+            return Err(ConfigError::new(
+                "MSR_INTERNAL_API_KEY",
+                "must be set when MSR_DEBUG is false: without it anyone who reaches the port could forge X-User-Id",
+            ));
+        }
+
+        let listen_addr = env.get("MSR_LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+        check_listen_addr(&listen_addr)?;
+        let public_url = match env.get("MSR_PUBLIC_URL") {
+            Some(raw) => parse_url("MSR_PUBLIC_URL", &raw)?,
+            None => {
+                let host_port = listen_addr.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+                parse_url("MSR_LISTEN_ADDR", &format!("http://{host_port}/"))?
+            }
+        };
+        let default_url = |path: &str| public_url.join(path).map_err(|e| ConfigError::new("MSR_PUBLIC_URL", e.to_string()));
+        let url_or = |var: &str, path: &str| match env.get(var) {
+            Some(raw) => parse_url(var, &raw),
+            None => default_url(path),
+        };
+
+        let webhook_secrets = env
+            .get("STRIPE_WEBHOOK_SECRET")
+            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::new).collect())
+            .unwrap_or_default();
+        let api_base = env.get("STRIPE_API_BASE").map(|raw| parse_url("STRIPE_API_BASE", &raw)).transpose()?;
+
+        Ok(Settings {
+            database_url: Secret::new(env.get("DATABASE_URL").unwrap_or_else(|| "sqlite://msr.db".to_owned())),
+            db_max_connections: parse_number(env, "MSR_DB_MAX_CONNECTIONS", 10, 1..=1000)?,
+            debug,
+            stripe: StripeSettings {
+                mode,
+                api_base,
+                webhook_secrets,
+                price_weekly: env.get("STRIPE_PRICE_WEEKLY"),
+                price_monthly: env.get("STRIPE_PRICE_MONTHLY"),
+            },
+            frontend_return_url: url_or("FRONTEND_RETURN_URL", "billing/return?session_id={CHECKOUT_SESSION_ID}")?,
+            frontend_cancel_url: url_or("FRONTEND_CANCEL_URL", "billing/cancel")?,
+            billing_portal_return_url: url_or("BILLING_PORTAL_RETURN_URL", "account")?,
+            public_url,
+            listen_addr,
+            internal_api_key,
+            past_due_grace: parse_duration_var(env, "MSR_PAST_DUE_GRACE", Duration::zero())?,
+            trial_days: parse_number(env, "MSR_TRIAL_DAYS", 0, 0..=730)?,
+            request_timeout: parse_duration_var(env, "MSR_REQUEST_TIMEOUT", Duration::seconds(30))?,
+            log_format: match env.get("MSR_LOG_FORMAT").as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(ConfigError::new("MSR_LOG_FORMAT", format!("must be text or json, got {other:?}")));
+                }
+            },
+        })
+    }
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_url(var: &str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|e| ConfigError::new(var, format!("is not a URL ({e}): {raw:?}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new(var, format!("must be an http(s) URL with a host, got {raw:?}")));
+    }
+    Ok(url)
+}
+
+fn check_listen_addr(raw: &str) -> Result<(), ConfigError> {
+    let port = raw.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+    match port {
+        Some((host, Ok(_))) if !host.is_empty() => Ok(()),
+        _ => Err(ConfigError::new("MSR_LISTEN_ADDR", format!("must be host:port such as 127.0.0.1:8000, got {raw:?}"))),
+    }
+}
+
+fn parse_number<T>(env: &dyn Source, var: &str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = env.get(var) else { return Ok(default) };
+    match raw.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            var,
+            format!("must be a whole number from {} to {}, got {raw:?}", range.start(), range.end()),
+        )),
+    }
+}
+
+fn parse_duration_var(env: &dyn Source, var: &str, default: Duration) -> Result<Duration, ConfigError> {
+    match env.get(var) {
+        None => Ok(default),
+        Some(raw) => parse_duration(&raw).ok_or_else(|| {
+            ConfigError::new(var, format!("must be a duration such as 0, 90s, 30m, 72h or 3d, got {raw:?}"))
+        }),
+    }
+}
+
+/// Parses `0`, `90s`, `30m`, `72h`, `3d`, `1w` and sums such as `1d12h`.
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    if raw == "0" {
+        return Some(Duration::zero());
+    }
+    let mut total = Duration::zero();
+    let mut digits = String::new();
+    for c in raw.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().ok()?;
+        digits.clear();
+        let unit = match c {
+            's' => Duration::seconds(1),
+            'm' => Duration::minutes(1),
+            'h' => Duration::hours(1),
+            'd' => Duration::days(1),
+            'w' => Duration::weeks(1),
+            _ => return None,
+        };
+        total = total.checked_add(&unit.checked_mul(n.try_into().ok()?)?)?;
+    }
+    (digits.is_empty() && !raw.is_empty()).then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_bare_environment_is_the_demo_mode() {
+        let s = Settings::from_source(&env(&[])).unwrap();
+        assert!(s.debug);
+        assert_eq!(s.stripe.mode, StripeMode::Simulated);
+        assert_eq!(s.listen_addr, "127.0.0.1:8000");
+        assert_eq!(s.frontend_cancel_url.as_str(), "http://127.0.0.1:8000/billing/cancel");
+        assert_eq!(s.past_due_grace, Duration::zero());
+    }
+
+    #[test]
+    fn a_stripe_key_turns_debug_off_by_default_and_then_the_internal_key_is_required() {
+        let err = Settings::from_source(&env(&[("STRIPE_API_KEY", "sk_test_1")])).unwrap_err();
+        assert_eq!(err.var, "MSR_INTERNAL_API_KEY");
+        let s = Settings::from_source(&env(&[("STRIPE_API_KEY", "sk_test_1"), ("MSR_INTERNAL_API_KEY", "k")])).unwrap();
+        assert!(!s.debug);
+    }
+
+    #[test]
+    fn debug_is_refused_with_a_live_key_and_allowed_with_a_test_key() {
+        let err = Settings::from_source(&env(&[("STRIPE_API_KEY", "sk_live_1"), ("MSR_DEBUG", "true")])).unwrap_err();
+        assert!(err.to_string().contains("MSR_DEBUG") && err.to_string().contains("STRIPE_API_KEY"), "{err}");
+        let s = Settings::from_source(&env(&[("STRIPE_API_KEY", "sk_test_1"), ("MSR_DEBUG", "true")])).unwrap();
+        assert!(s.debug);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            ("MSR_DEBUG", "maybe"),
+            ("FRONTEND_RETURN_URL", "not a url"),
+            ("BILLING_PORTAL_RETURN_URL", "ftp://x/"),
+            ("MSR_LISTEN_ADDR", "8000"),
+            ("MSR_PAST_DUE_GRACE", "3 days"),
+            ("MSR_TRIAL_DAYS", "-1"),
+            ("STRIPE_API_KEY", "pk_test_1"),
+            ("MSR_LOG_FORMAT", "xml"),
+        ];
+        for (var, value) in cases {
+            let err = Settings::from_source(&env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_in_the_usual_units() {
+        assert_eq!(parse_duration("0"), Some(Duration::zero()));
+        assert_eq!(parse_duration("72h"), Some(Duration::hours(72)));
+        assert_eq!(parse_duration("3d"), Some(Duration::days(3)));
+        assert_eq!(parse_duration("1d12h"), Some(Duration::hours(36)));
+        for bad in ["", "h", "3", "3x", "3 d", "-1h"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let s = Settings::from_source(&env(&[
+            ("STRIPE_API_KEY", "sk_test_supersecret"),
+            ("MSR_INTERNAL_API_KEY", "internal-secret"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a,whsec_b"),
+            ("DATABASE_URL", "postgres://u:pw-secret@h/db"),
+        ]))
+        .unwrap();
+        let printed = format!("{s:?}");
+        for secret in ["supersecret", "internal-secret", "whsec_a", "pw-secret"] {
+            assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+        }
+        assert_eq!(s.stripe.webhook_secrets.len(), 2);
+    }
+}

@@ -1,0 +1,116 @@
+//! All SQL lives here. One code path for SQLite and PostgreSQL through sqlx's `Any` driver: queries use
+//! `$1` placeholders (both databases accept them) and only types both share. Functions take an
+//! executor or a connection so callers can compose them inside one transaction.
+
+pub mod entitlements;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::config::ConfigError;
+
+/// Which database is behind the pool; the few statements that differ ask this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The connection pool and what it points at.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// The pool every query goes through.
+    pub pool: AnyPool,
+    /// SQLite or PostgreSQL.
+    pub backend: Backend,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Db {
+    /// Opens the pool (creating an SQLite file if missing) and checks that the database answers.
+    /// Errors name `DATABASE_URL` and never print the URL itself (it may hold a password).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, ConfigError> {
+        sqlx::any::install_default_drivers();
+        let config_error = |message: String| ConfigError { var: "DATABASE_URL".into(), message };
+        let (backend, url) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url_with_create(url))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(config_error("must start with sqlite: or postgres://".into()));
+        };
+        let options: AnyConnectOptions =
+            url.parse().map_err(|e| config_error(format!("cannot be parsed: {}", redact(&e))))?;
+        let pool_options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5));
+        let pool_options = match backend {
+            // WAL lets readers go on while one writer commits; synchronous=NORMAL in WAL mode never
+            // loses a committed transaction to a process crash (only to a power cut, the last few).
+            // busy_timeout makes a second writer wait instead of failing at once.
+            Backend::Sqlite => pool_options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => pool_options,
+        };
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|e| config_error(format!("the database cannot be reached: {}", redact(&e))))?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Runs the migrations that have not run yet; safe on every start.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// sqlx opens an SQLite file only if it exists unless `mode=rwc` is given; we create it.
+fn sqlite_url_with_create(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Error texts from drivers can quote the URL; keep only the part before any `://user:password@`.
+fn redact(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    match (text.find("://"), text.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://[redacted]{}", &text[..scheme], &text[at..]),
+        _ => text,
+    }
+}
+
+/// Reads a 0/1 flag column.
+pub(crate) fn get_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    use sqlx::Row;
+    row.try_get::<i64, _>(column).map(|n| n != 0)
+}
+
+/// Stored unix seconds as a time; out-of-range values (which we never write) clamp to the epoch.
+pub(crate) fn from_unix(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}

@@ -1,0 +1,149 @@
+//! One error type for the whole service and its JSON presenter.
+//!
+//! Every API error is the envelope `{"error":{"code":"…","message":"…"}}` with the right status.
+//! 5xx bodies never carry internals: the cause travels in a response extension and is logged once,
+//! inside the request's span, by [`crate::web::middleware::log_errors`].
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A value in the request has the wrong shape (422).
+    #[error("{message}")]
+    Invalid {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
+    /// The request cannot be read at all (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No identity, or one we cannot trust (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The user id names nobody (404).
+    #[error("no user with id {0:?}")]
+    UnknownUser(String),
+    /// No such route or object (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not for this method (405).
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// The request conflicts with what is stored (409).
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What conflicts, and what to do instead.
+        message: String,
+    },
+    /// The body is larger than the route accepts (413).
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body is not of a type the route reads (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The database does not answer (503).
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    /// The request took longer than the configured timeout (503).
+    #[error("the request took too long")]
+    Timeout,
+    /// A bug or an unexpected failure (500).
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::UnknownUser(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::DatabaseUnavailable(_) | AppError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code in the envelope.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Invalid { code, .. } | AppError::Conflict { code, .. } => code,
+            AppError::BadRequest(_) => "bad_request",
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::UnknownUser(_) => "unknown_user",
+            AppError::NotFound(_) => "not_found",
+            AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::PayloadTooLarge(_) => "payload_too_large",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::DatabaseUnavailable(_) => "database_unavailable",
+            AppError::Timeout => "timeout",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// A 422 with a code and message.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Invalid { code, message: message.into() }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    /// Policy: a database we cannot reach is a 503 (the caller may retry); anything else is a bug.
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                AppError::DatabaseUnavailable(e)
+            }
+            sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => AppError::DatabaseUnavailable(e),
+            other => AppError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+/// SQLite busy/locked/read-only/IO and PostgreSQL connection and shutdown classes.
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    match code {
+        Some(c) => matches!(c, "5" | "6" | "8" | "10" | "13" | "14") || c.starts_with("08") || c.starts_with("57P"),
+        None => false,
+    }
+}
+
+/// The cause of a failed request, left for the logging middleware.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status.is_server_error() {
+            match &self {
+                AppError::DatabaseUnavailable(_) => "the database is unavailable; try again shortly".to_owned(),
+                AppError::Timeout => "the request took too long; try again".to_owned(),
+                _ => "internal error; the request id in the x-request-id header identifies it in the logs".to_owned(),
+            }
+        } else {
+            self.to_string()
+        };
+        let cause = match &self {
+            AppError::DatabaseUnavailable(e) => format!("{self}: {e}"),
+            AppError::Internal(detail) => detail.clone(),
+            other => other.to_string(),
+        };
+        let mut response = (status, Json(json!({"error": {"code": self.code(), "message": message}}))).into_response();
+        response.extensions_mut().insert(ErrorCause(cause));
+        response
+    }
+}

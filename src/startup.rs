@@ -1,0 +1,122 @@
+//! Building and running the application: bind first (so tests can ask for port 0 and learn the
+//! port), connect and migrate the database, then serve until SIGTERM or Ctrl-C.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::{ConfigError, Settings, StripeMode};
+use crate::db::Db;
+use crate::domain::Policy;
+use crate::state::AppState;
+
+/// Why the service could not start; each prints as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A configuration value is unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The listen address cannot be bound.
+    #[error("MSR_LISTEN_ADDR: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address tried.
+        addr: String,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The migrations failed.
+    #[error("DATABASE_URL: migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A built application, bound and migrated, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds the listener, opens and migrates the database, and assembles the state.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let listener = TcpListener::bind(&settings.listen_addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr: settings.listen_addr.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.listen_addr.clone(), source })?.port();
+        let db = Db::connect(settings.database_url.expose(), settings.db_max_connections).await?;
+        db.migrate().await?;
+        announce(&settings, &db);
+        let policy = Policy { past_due_grace: settings.past_due_grace };
+        let state = AppState { db, settings: Arc::new(settings), policy };
+        Ok(Application { listener, port, state })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The state the handlers share (tests use its database directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The router, for tests that call it without a socket.
+    pub fn router(&self) -> Router {
+        crate::web::router(self.state.clone())
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, letting in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, letting in-flight requests finish.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let router = crate::web::router(self.state.clone());
+        tracing::info!(port = self.port, "serving");
+        axum::serve(self.listener, router).with_graceful_shutdown(stop).await
+    }
+}
+
+fn announce(settings: &Settings, db: &Db) {
+    tracing::info!(database = ?db.backend, listen = %settings.listen_addr, "msr-billing starting");
+    if settings.debug {
+        tracing::warn!("MSR_DEBUG is on: /dev routes are served; never run this way in production");
+        if settings.internal_api_key.is_none() {
+            tracing::warn!("MSR_INTERNAL_API_KEY is unset: X-User-Id is accepted without a bearer key (debug only)");
+        }
+    }
+    match &settings.stripe.mode {
+        StripeMode::Simulated => tracing::warn!("no STRIPE_API_KEY: payments are SIMULATED by the built-in Stripe simulator"),
+        StripeMode::Remote { .. } if settings.debug => tracing::warn!("debug mode with a Stripe test key"),
+        StripeMode::Remote { .. } => {}
+        StripeMode::Disabled => tracing::warn!("no STRIPE_API_KEY and debug off: billing routes answer 503"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,94 @@
+//! `GET /billing/entitlement`, its forward-auth twin for gateways, and [`RequireEntitlement`] for
+//! routes inside this process.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::billing::entitlement::{self, EntitlementAnswer};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::extract::ApiUser;
+use crate::web::wire;
+
+/// Routes of the entitlement check.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/billing/entitlement", get(check))
+        .route("/billing/entitlement/forward-auth", get(forward_auth))
+}
+
+/// 200 when entitled, 402 Payment Required when not; the same body either way.
+async fn check(State(state): State<AppState>, ApiUser(user): ApiUser) -> Result<Response, AppError> {
+    let answer = entitlement::check(&state, &user).await?;
+    let status = if answer.decision.entitled { StatusCode::OK } else { StatusCode::PAYMENT_REQUIRED };
+    Ok((status, axum::Json(wire::entitlement_answer(&answer))).into_response())
+}
+
+const STATUS_HEADER: HeaderName = HeaderName::from_static("x-entitlement-status");
+const REASON_HEADER: HeaderName = HeaderName::from_static("x-entitlement-reason");
+
+/// For nginx `auth_request` and Traefik/Envoy forward-auth, which only understand 2xx/401/403:
+/// 200 or 403 with the decision in headers. An unknown user is a 403 (`reason: unknown_user`).
+async fn forward_auth(State(state): State<AppState>, ApiUser(user): ApiUser) -> Result<Response, AppError> {
+    let (code, status, reason, body) = match entitlement::check(&state, &user).await {
+        Ok(answer) => {
+            let code = if answer.decision.entitled { StatusCode::OK } else { StatusCode::FORBIDDEN };
+            (code, answer.status(), answer.decision.reason.as_str(), wire::entitlement_answer(&answer))
+        }
+        Err(e @ AppError::UnknownUser(_)) => (
+            StatusCode::FORBIDDEN,
+            "none",
+            "unknown_user",
+            serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
+        ),
+        Err(other) => return Err(other),
+    };
+    let mut response = (code, axum::Json(body)).into_response();
+    response.headers_mut().insert(STATUS_HEADER, HeaderValue::from_static(status));
+    response.headers_mut().insert(REASON_HEADER, HeaderValue::from_static(reason));
+    Ok(response)
+}
+
+/// An extractor for paid routes inside this process: it identifies the caller like the internal API
+/// and lets the handler run only when the caller is entitled; otherwise it answers 402 with the same
+/// body as `GET /billing/entitlement`.
+#[derive(Debug, Clone)]
+pub struct RequireEntitlement(pub EntitlementAnswer);
+
+/// Why [`RequireEntitlement`] refused.
+#[derive(Debug)]
+pub enum EntitlementRejection {
+    /// No identity, unknown user, database down…
+    Error(AppError),
+    /// Known and identified, but not entitled.
+    NotEntitled(Box<EntitlementAnswer>),
+}
+
+impl IntoResponse for EntitlementRejection {
+    fn into_response(self) -> Response {
+        match self {
+            EntitlementRejection::Error(e) => e.into_response(),
+            EntitlementRejection::NotEntitled(answer) => {
+                (StatusCode::PAYMENT_REQUIRED, axum::Json(wire::entitlement_answer(&answer))).into_response()
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for RequireEntitlement {
+    type Rejection = EntitlementRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ApiUser(user) = ApiUser::from_request_parts(parts, state).await.map_err(EntitlementRejection::Error)?;
+        let answer = entitlement::check(state, &user).await.map_err(EntitlementRejection::Error)?;
+        if answer.decision.entitled {
+            Ok(RequireEntitlement(answer))
+        } else {
+            Err(EntitlementRejection::NotEntitled(Box::new(answer)))
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The internal JSON API other platform services call with `X-User-Id`.
+
+pub mod entitlement;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+/// Every internal API route.
+pub fn router() -> Router<AppState> {
+    entitlement::router()
+}

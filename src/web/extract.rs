@@ -1,0 +1,83 @@
+//! Extractors: the caller's identity on the internal API, and query/JSON readers whose rejections are
+//! our JSON envelope instead of axum's plain text.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use crate::domain::UserId;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The user another service acts for: `X-User-Id`, trusted only with `Authorization: Bearer
+/// <MSR_INTERNAL_API_KEY>` when a key is configured (debug mode without a key takes the header alone).
+#[derive(Debug, Clone)]
+pub struct ApiUser(pub UserId);
+
+/// The header that names the user on the internal API.
+pub const USER_ID_HEADER: &str = "x-user-id";
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let raw = parts
+            .headers
+            .get(USER_ID_HEADER)
+            .ok_or_else(|| AppError::Unauthorized("the X-User-Id header is required".into()))?;
+        if let Some(key) = &state.settings.internal_api_key {
+            let presented = parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !bool::from(presented.as_bytes().ct_eq(key.expose().as_bytes())) {
+                return Err(AppError::Unauthorized(
+                    "X-User-Id needs Authorization: Bearer <internal API key>; it is missing or wrong".into(),
+                ));
+            }
+        }
+        let raw = raw
+            .to_str()
+            .map_err(|_| AppError::invalid("invalid_user_id", "X-User-Id must be plain ASCII"))?;
+        UserId::parse(raw).map(ApiUser).map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))
+    }
+}
+
+/// `axum::extract::Query` with a 422 envelope for missing or malformed parameters.
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| AppError::invalid("invalid_query", e.body_text()))
+    }
+}
+
+/// `axum::Json` with our envelope: 400 for broken JSON, 413 past the body limit, 415 for another
+/// content type, 422 for JSON of the wrong shape.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Json::<T>::from_request(req, state).await.map(|j| Json(j.0)).map_err(|e: JsonRejection| {
+            match e.status().as_u16() {
+                413 => AppError::PayloadTooLarge(super::API_BODY_LIMIT),
+                415 => AppError::UnsupportedMediaType(e.body_text()),
+                422 => AppError::invalid("invalid_body", e.body_text()),
+                _ => AppError::BadRequest(e.body_text()),
+            }
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! Cross-cutting layers: request ids, the trace span, error logging, body limits and the timeout.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+use crate::error::{AppError, ErrorCause};
+
+/// Makes a random 16-hex-digit request id unless the caller sent a usable one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = format!("{:016x}", rand::random::<u64>());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// The span every log line of a request is written in. The query string is left out: it can carry
+/// tokens (the sign-in hand-off) that must never reach a log.
+pub fn make_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}
+
+/// Logs the cause of every error response once, inside the request's span: 5xx as errors with their
+/// internal cause, 4xx at debug level.
+pub async fn log_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+        let status = response.status().as_u16();
+        if response.status().is_server_error() {
+            tracing::error!(status, cause = %cause, "request failed");
+        } else {
+            tracing::debug!(status, cause = %cause, "request refused");
+        }
+    }
+    response
+}
+
+/// Answers 413 before reading anything when `Content-Length` announces more than the route takes.
+/// Bodies without a length are cut by axum's `DefaultBodyLimit` as they are read.
+pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(n) if n > limit as u64 => AppError::PayloadTooLarge(limit).into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// Ends a request that takes longer than the configured timeout with a 503 envelope.
+pub async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => AppError::Timeout.into_response(),
+    }
+}

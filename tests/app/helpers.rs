@@ -1,0 +1,197 @@
+//! Spawning the real application for a test: a fresh database (an SQLite file, or a PostgreSQL
+//! database made for the test and dropped after), the app on port 0, a reqwest client.
+
+use std::collections::HashMap;
+use std::sync::Once;
+
+use msr_billing::config::Settings;
+use msr_billing::startup::Application;
+use msr_billing::state::AppState;
+use reqwest::{Method, RequestBuilder, Response};
+use tokio::sync::oneshot;
+
+/// Where PostgreSQL is (a server URL whose database may be dropped and created), when it is.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("MSR_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// Reports a suite that cannot run here; with `MSR_TEST_REQUIRE_ALL=1` a skip is a failure.
+pub fn skip(what: &str, why: &str) {
+    if std::env::var("MSR_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("{what} cannot be skipped with MSR_TEST_REQUIRE_ALL=1: {why}");
+    }
+    eprintln!("SKIPPED {what}: {why}");
+}
+
+/// Whether the main suite runs on PostgreSQL (`MSR_TEST_BACKEND=postgres`) instead of SQLite.
+pub fn suite_on_postgres() -> bool {
+    std::env::var("MSR_TEST_BACKEND").is_ok_and(|v| v == "postgres")
+}
+
+/// A database made for one test; PostgreSQL ones are dropped when this is dropped.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_drop: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A fresh database of the suite's backend.
+    pub async fn fresh() -> TestDb {
+        if suite_on_postgres() {
+            let server = postgres_url().expect("MSR_TEST_BACKEND=postgres needs MSR_TEST_POSTGRES_URL");
+            Self::fresh_postgres(&server).await
+        } else {
+            Self::fresh_sqlite()
+        }
+    }
+
+    /// A new SQLite file in its own temporary folder.
+    pub fn fresh_sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        TestDb { url, _dir: Some(dir), pg_drop: None }
+    }
+
+    /// A new database on the PostgreSQL server at `server_url`.
+    pub async fn fresh_postgres(server_url: &str) -> TestDb {
+        use sqlx::Connection;
+        let name = format!("msr_test_{:016x}", rand::random::<u64>());
+        let mut admin = sqlx::PgConnection::connect(server_url).await.expect("connect to PostgreSQL");
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        let mut url = url::Url::parse(server_url).expect("postgres URL");
+        url.set_path(&name);
+        TestDb { url: url.to_string(), _dir: None, pg_drop: Some((server_url.to_owned(), name)) }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.pg_drop.take() {
+            // Drop runs inside the test's runtime; a runtime of its own on another thread does the I/O.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                        let _ = sqlx::Executor::execute(&mut admin, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+static LOGS: Once = Once::new();
+
+/// The environment every test app starts from: debug on, port 0, the given database.
+pub fn base_env(db_url: &str) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    env.insert("MSR_LISTEN_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("DATABASE_URL".into(), db_url.into());
+    env.insert("MSR_DEBUG".into(), "true".into());
+    env.insert("MSR_DB_MAX_CONNECTIONS".into(), "5".into());
+    env
+}
+
+/// The running application under test.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub db: TestDb,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// The app with the default test environment on a fresh database.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// The app with extra (or overriding) variables on a fresh database.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> TestApp {
+        let db = TestDb::fresh().await;
+        Self::spawn_on(db, vars).await
+    }
+
+    /// The app on a database the test made.
+    pub async fn spawn_on(db: TestDb, vars: &[(&str, &str)]) -> TestApp {
+        LOGS.call_once(|| {
+            if std::env::var("TEST_LOG").is_ok() {
+                msr_billing::telemetry::init(msr_billing::config::LogFormat::Text);
+            }
+        });
+        let mut env = base_env(&db.url);
+        for (k, v) in vars {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let settings = Settings::from_source(&env).expect("test settings");
+        let app = Application::build(settings).await.expect("app builds");
+        let port = app.port();
+        let state = app.state().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        TestApp { address: format!("http://127.0.0.1:{port}"), port, client, state, db, stop: Some(stop), server: Some(server) }
+    }
+
+    /// Stops serving and waits until in-flight requests are done; returns the database for a restart.
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+        self.state.db.pool.close().await;
+        std::mem::replace(&mut self.db, TestDb { url: String::new(), _dir: None, pg_drop: None })
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{}", self.address, path))
+    }
+
+    pub async fn create_user(&self, id: &str, email: &str) -> Response {
+        self.request(Method::POST, "/dev/create_user")
+            .query(&[("user_id", id), ("email", email)])
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn dev_status(&self, id: &str) -> Response {
+        self.request(Method::GET, "/dev/status").query(&[("user_id", id)]).send().await.expect("request")
+    }
+
+    pub async fn entitlement(&self, id: &str) -> Response {
+        self.request(Method::GET, "/billing/entitlement").header("X-User-Id", id).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.expect("request")
+    }
+}
+
+/// Reads a JSON body, failing the test with the raw text when it is not JSON.
+pub async fn json(response: Response) -> serde_json::Value {
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts the status and the error envelope's code, and returns the envelope.
+pub async fn assert_error(response: Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body = json(response).await;
+    assert_eq!(body["error"]["code"], code, "error code in {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
+    body
+}

@@ -1,0 +1,9 @@
+//! The integration suite: the real application over HTTP on a real database.
+//! SQLite by default; `MSR_TEST_BACKEND=postgres MSR_TEST_POSTGRES_URL=postgres://…` runs it on PostgreSQL.
+
+mod helpers;
+
+mod dev_routes;
+mod entitlement;
+mod process;
+mod service;

@@ -1,0 +1,103 @@
+use reqwest::Method;
+
+use crate::helpers::{TestApp, TestDb, assert_error, json};
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::spawn().await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status().as_u16(), 200);
+    assert_eq!(json(ready).await["status"], "ready");
+}
+
+#[tokio::test]
+async fn readiness_is_503_when_the_database_is_gone() {
+    let app = TestApp::spawn().await;
+    app.state.db.pool.close().await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(json(ready).await["status"], "unavailable");
+    // API routes answer the envelope with 503, not a 500.
+    assert_error(app.entitlement("1").await, 503, "database_unavailable").await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_the_json_envelope() {
+    let app = TestApp::spawn().await;
+    assert_error(app.get("/nope").await, 404, "not_found").await;
+    assert_error(app.request(Method::DELETE, "/healthz").send().await.unwrap(), 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = TestApp::spawn().await;
+    let a = app.get("/healthz").await;
+    let b = app.get("/nope").await;
+    let id = |r: &reqwest::Response| r.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    assert!(id(&a).is_some_and(|s| !s.is_empty()));
+    assert!(id(&b).is_some());
+    assert_ne!(id(&a), id(&b));
+}
+
+#[tokio::test]
+async fn api_bodies_over_64_kib_are_refused_with_413() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .request(Method::POST, "/dev/create_user?user_id=1&email=ed@example.com")
+        .body(vec![b'x'; 64 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 413, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn malformed_query_strings_are_client_errors() {
+    let app = TestApp::spawn().await;
+    let response = app.request(Method::POST, "/dev/create_user?user_id=%ZZ&email=%").send().await.unwrap();
+    let status = response.status().as_u16();
+    assert!(status == 400 || status == 422, "{status}");
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_and_migrations_run_again_harmlessly() {
+    let app = TestApp::spawn().await;
+    app.create_user("keep", "keep@example.com").await;
+    let db: TestDb = app.stop().await;
+    // The second start runs the migrator on an already migrated database.
+    let again = TestApp::spawn_on(db, &[]).await;
+    let body = json(again.dev_status("keep").await).await;
+    assert_eq!(body["user"]["email"], "keep@example.com");
+}
+
+#[tokio::test]
+async fn an_sqlite_file_is_created_when_missing_and_runs_in_wal_mode() {
+    let db = TestDb::fresh_sqlite();
+    let path = db.url.trim_start_matches("sqlite://").to_owned();
+    assert!(!std::path::Path::new(&path).exists());
+    let app = TestApp::spawn_on(db, &[]).await;
+    assert!(std::path::Path::new(&path).exists());
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&app.state.db.pool).await.unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+}
+
+/// The plain `cargo test` run (SQLite) also proves the PostgreSQL path once, when a server is given.
+#[tokio::test]
+async fn the_same_code_serves_on_postgresql() {
+    let Some(server) = crate::helpers::postgres_url() else {
+        crate::helpers::skip("PostgreSQL round trip", "MSR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let db = TestDb::fresh_postgres(&server).await;
+    let app = TestApp::spawn_on(db, &[]).await;
+    assert_eq!(app.state.db.backend, msr_billing::db::Backend::Postgres);
+    assert_eq!(app.create_user("pg1", "pg1@example.com").await.status().as_u16(), 201);
+    assert_eq!(app.create_user("pg1", "pg1@example.com").await.status().as_u16(), 200);
+    let body = json(app.dev_status("pg1").await).await;
+    assert_eq!(body["entitlement"]["status"], "none");
+    let db = app.stop().await;
+    let again = TestApp::spawn_on(db, &[]).await;
+    assert_eq!(json(again.dev_status("pg1").await).await["user"]["id"], "pg1");
+}
