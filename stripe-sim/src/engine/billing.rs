@@ -1,0 +1,1156 @@
+//! Transitions: everything that changes billing state, each emitting the events Stripe
+//! emits for it, in Stripe's order. Requests from the API and due moments of the clock
+//! both end up here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Months};
+use super::render::diff;
+use super::{
+    CheckoutSession, Customer, Invoice, InvoiceLine, PauseCollection, PaymentMethod,
+    PortalSession, State, Subscription, SubscriptionItem, TestCard, new_id,
+};
+use crate::error::StripeError;
+use crate::form::MetadataUpdate;
+
+/// Parameters of `POST /v1/customers`.
+#[derive(Debug, Clone, Default)]
+pub struct NewCustomer {
+    /// Email address.
+    pub email: Option<String>,
+    /// Full name.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Metadata to set.
+    pub metadata: Option<MetadataUpdate>,
+}
+
+/// Parameters of `POST /v1/checkout/sessions` (subscription mode).
+#[derive(Debug, Clone, Default)]
+pub struct NewCheckout {
+    /// Existing customer, or `None` to create one on payment.
+    pub customer: Option<String>,
+    /// Email for a customer created on payment.
+    pub customer_email: Option<String>,
+    /// The one recurring price bought.
+    pub price: String,
+    /// Quantity of that price.
+    pub quantity: i64,
+    /// Caller's own reference (user id).
+    pub client_reference_id: Option<String>,
+    /// Session metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// `subscription_data[metadata]`.
+    pub subscription_metadata: BTreeMap<String, String>,
+    /// `subscription_data[trial_period_days]`.
+    pub trial_period_days: Option<i64>,
+    /// `subscription_data[trial_settings][end_behavior][missing_payment_method]`.
+    pub missing_payment_method: Option<String>,
+    /// `payment_method_collection` (`always` or `if_required`).
+    pub payment_method_collection: Option<String>,
+    /// Where the hosted page sends the browser after payment.
+    pub success_url: Option<String>,
+    /// Where the hosted page's Cancel link goes.
+    pub cancel_url: Option<String>,
+    /// Explicit `expires_at`, if sent.
+    pub expires_at: Option<i64>,
+}
+
+/// What pressing Pay on the hosted page led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckoutOutcome {
+    /// Paid (or trial started): the browser goes to this URL.
+    Completed {
+        /// `success_url` with `{CHECKOUT_SESSION_ID}` replaced.
+        redirect: Option<String>,
+        /// The subscription created.
+        subscription: String,
+    },
+    /// The card needs 3-D Secure, which the simulator never grants: subscription `incomplete`.
+    RequiresAction {
+        /// The incomplete subscription.
+        subscription: String,
+    },
+}
+
+/// Parameters of `POST /v1/subscriptions/{id}`.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionUpdate {
+    /// `cancel_at_period_end`.
+    pub cancel_at_period_end: Option<bool>,
+    /// `cancel_at` (`Some(None)`: cleared with an empty string).
+    pub cancel_at: Option<Option<i64>>,
+    /// `pause_collection` (`Some(None)`: cleared with an empty string).
+    pub pause_collection: Option<Option<(String, Option<i64>)>>,
+    /// `items[n]`: (item id, new price, new quantity).
+    pub items: Vec<(Option<String>, Option<String>, Option<i64>)>,
+    /// `proration_behavior`; accepted, prorations are not simulated.
+    pub proration_behavior: Option<String>,
+    /// `metadata`.
+    pub metadata: Option<MetadataUpdate>,
+    /// `trial_end`: `Some(None)` for `now`, `Some(Some(t))` for a timestamp.
+    pub trial_end: Option<Option<i64>>,
+    /// `default_payment_method`.
+    pub default_payment_method: Option<String>,
+}
+
+/// Result of one charge attempt against the subscription's card.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Charge {
+    Succeeded,
+    Declined,
+    NeedsAuthentication,
+    NoPaymentMethod,
+}
+
+/// Adds `count` intervals to a timestamp as Stripe does (calendar months, clamped).
+pub(crate) fn add_interval(t: i64, interval: &str, count: i64) -> i64 {
+    let count = count.max(1);
+    match interval {
+        "day" => t + 86_400 * count,
+        "week" => t + 7 * 86_400 * count,
+        "month" | "year" => {
+            let months = if interval == "year" { 12 * count } else { count };
+            let Ok(months) = u32::try_from(months) else { return t + 30 * 86_400 * count };
+            DateTime::from_timestamp(t, 0)
+                .and_then(|d| d.checked_add_months(Months::new(months)))
+                .map_or(t + 30 * 86_400 * count, |d| d.timestamp())
+        }
+        _ => t + 86_400 * count,
+    }
+}
+
+impl State {
+    // ---------------------------------------------------------------- customers
+
+    /// `POST /v1/customers`; emits `customer.created`.
+    pub fn create_customer(&mut self, p: NewCustomer) -> String {
+        let id = new_id("cus_");
+        let seq = self.next_seq();
+        let created = self.now();
+        self.customers.insert(
+            id.clone(),
+            Customer {
+                id: id.clone(),
+                seq,
+                created,
+                email: p.email,
+                name: p.name,
+                description: p.description,
+                metadata: p.metadata.map(MetadataUpdate::into_map).unwrap_or_default(),
+                default_payment_method: None,
+                fail_next_renewal: false,
+            },
+        );
+        let obj = self.render_customer(&id);
+        self.emit("customer.created", created, obj, None);
+        id
+    }
+
+    /// `POST /v1/customers/{id}`; emits `customer.updated` when something changed.
+    pub fn update_customer(
+        &mut self,
+        id: &str,
+        p: NewCustomer,
+        default_payment_method: Option<String>,
+    ) -> Result<(), StripeError> {
+        if !self.customers.contains_key(id) {
+            return Err(StripeError::missing("customer", id, "id"));
+        }
+        if let Some(pm) = &default_payment_method
+            && !pm.is_empty()
+        {
+            self.check_payment_method(id, pm, "invoice_settings[default_payment_method]")?;
+        }
+        let before = self.render_customer(id);
+        let Some(c) = self.customers.get_mut(id) else {
+            return Err(StripeError::missing("customer", id, "id"));
+        };
+        if let Some(e) = p.email {
+            c.email = Some(e).filter(|s| !s.is_empty());
+        }
+        if let Some(n) = p.name {
+            c.name = Some(n).filter(|s| !s.is_empty());
+        }
+        if let Some(d) = p.description {
+            c.description = Some(d).filter(|s| !s.is_empty());
+        }
+        if let Some(m) = p.metadata {
+            m.apply(&mut c.metadata);
+        }
+        let pm_changed = default_payment_method.is_some();
+        if let Some(pm) = default_payment_method {
+            c.default_payment_method = Some(pm).filter(|s| !s.is_empty());
+        }
+        let after = self.render_customer(id);
+        if let Some(prev) = diff(&before, &after) {
+            let now = self.time_for_customer(id);
+            self.emit("customer.updated", now, after, Some(prev));
+        }
+        if pm_changed {
+            self.retry_after_card_change(id);
+        }
+        Ok(())
+    }
+
+    fn check_payment_method(&self, customer: &str, pm: &str, param: &str) -> Result<(), StripeError> {
+        match self.payment_methods.get(pm) {
+            Some(p) if p.customer.as_deref() == Some(customer) => Ok(()),
+            Some(_) => Err(StripeError::invalid_param(
+                param,
+                "The payment method must be attached to the customer.",
+            )),
+            None => Err(StripeError::missing("payment_method", pm, param)),
+        }
+    }
+
+    /// Attaches a test card to a customer and makes it the default for the customer and
+    /// their live subscriptions. A `Declined` card fails to attach (402). If a subscription
+    /// of the customer waits on an unpaid invoice, the payment is retried right away.
+    pub fn attach_card(&mut self, customer: &str, card: TestCard) -> Result<String, StripeError> {
+        if !self.customers.contains_key(customer) {
+            return Err(StripeError::missing("customer", customer, "customer"));
+        }
+        if card == TestCard::Declined {
+            return Err(StripeError::card_declined("Your card was declined."));
+        }
+        let pm = self.new_payment_method(customer, card);
+        let now = self.time_for_customer(customer);
+        let obj = self.render_payment_method(&pm);
+        self.emit("payment_method.attached", now, obj, None);
+        self.set_default_payment_method(customer, Some(pm.clone()));
+        self.retry_after_card_change(customer);
+        Ok(pm)
+    }
+
+    /// Removes the default card of a customer and their subscriptions (to simulate a
+    /// trial that ends without a payment method).
+    pub fn detach_card(&mut self, customer: &str) -> Result<(), StripeError> {
+        if !self.customers.contains_key(customer) {
+            return Err(StripeError::missing("customer", customer, "customer"));
+        }
+        self.set_default_payment_method(customer, None);
+        Ok(())
+    }
+
+    fn new_payment_method(&mut self, customer: &str, card: TestCard) -> String {
+        let id = new_id("pm_");
+        let created = self.time_for_customer(customer);
+        self.payment_methods.insert(
+            id.clone(),
+            PaymentMethod { id: id.clone(), created, customer: Some(customer.to_string()), card },
+        );
+        id
+    }
+
+    fn set_default_payment_method(&mut self, customer: &str, pm: Option<String>) {
+        let now = self.time_for_customer(customer);
+        let before = self.render_customer(customer);
+        if let Some(c) = self.customers.get_mut(customer) {
+            c.default_payment_method = pm.clone();
+        }
+        let after = self.render_customer(customer);
+        if let Some(prev) = diff(&before, &after) {
+            self.emit("customer.updated", now, after, Some(prev));
+        }
+        let subs: Vec<String> = self
+            .subscriptions
+            .values()
+            .filter(|s| s.customer == customer && !s.is_ended())
+            .map(|s| s.id.clone())
+            .collect();
+        for sid in subs {
+            let before = self.render_subscription(&sid);
+            if let Some(s) = self.subscriptions.get_mut(&sid) {
+                s.default_payment_method = pm.clone();
+            }
+            let after = self.render_subscription(&sid);
+            if let Some(prev) = diff(&before, &after) {
+                self.emit("customer.subscription.updated", now, after, Some(prev));
+            }
+        }
+    }
+
+    /// A new card pays what is waiting: open invoices of `past_due`, `unpaid` and
+    /// `incomplete` subscriptions are retried immediately, as Stripe does on a card update.
+    fn retry_after_card_change(&mut self, customer: &str) {
+        let waiting: Vec<String> = self
+            .subscriptions
+            .values()
+            .filter(|s| {
+                s.customer == customer
+                    && matches!(s.status.as_str(), "past_due" | "unpaid" | "incomplete")
+            })
+            .filter_map(|s| s.latest_invoice.clone())
+            .filter(|inv| self.invoices.get(inv).is_some_and(|i| i.status == "open"))
+            .collect();
+        for inv in waiting {
+            self.attempt_payment(&inv);
+        }
+    }
+
+    /// Renewals of a subscription (id `sub_`) or of every subscription of a customer
+    /// (id `cus_`) fail once.
+    pub fn fail_next_renewal(&mut self, id: &str) -> Result<(), StripeError> {
+        if let Some(s) = self.subscriptions.get_mut(id) {
+            s.fail_next_renewal = true;
+            return Ok(());
+        }
+        if let Some(c) = self.customers.get_mut(id) {
+            c.fail_next_renewal = true;
+            return Ok(());
+        }
+        Err(StripeError::missing("subscription or customer", id, "id"))
+    }
+
+    // ---------------------------------------------------------------- checkout
+
+    /// `POST /v1/checkout/sessions`.
+    pub fn create_checkout(&mut self, p: NewCheckout) -> Result<String, StripeError> {
+        if let Some(c) = &p.customer
+            && !self.customers.contains_key(c)
+        {
+            return Err(StripeError::missing("customer", c, "customer"));
+        }
+        if !self.prices.contains_key(&p.price) {
+            return Err(StripeError::missing("price", &p.price, "line_items[0][price]"));
+        }
+        if let Some(d) = p.trial_period_days
+            && !(1..=730).contains(&d)
+        {
+            return Err(StripeError::invalid_param(
+                "subscription_data[trial_period_days]",
+                "trial_period_days must be between 1 and 730.",
+            ));
+        }
+        let id = new_id("cs_test_");
+        let seq = self.next_seq();
+        let created = p.customer.as_deref().map_or_else(|| self.now(), |c| self.time_for_customer(c));
+        let session = CheckoutSession {
+            id: id.clone(),
+            seq,
+            created,
+            expires_at: p.expires_at.unwrap_or(created + self.settings.checkout_expiry),
+            customer: p.customer,
+            customer_email: p.customer_email,
+            price: p.price,
+            quantity: p.quantity.max(1),
+            client_reference_id: p.client_reference_id,
+            metadata: p.metadata,
+            subscription_metadata: p.subscription_metadata,
+            trial_period_days: p.trial_period_days,
+            missing_payment_method: p.missing_payment_method.unwrap_or_else(|| "create_invoice".into()),
+            payment_method_collection: p.payment_method_collection.unwrap_or_else(|| "always".into()),
+            success_url: p.success_url,
+            cancel_url: p.cancel_url,
+            status: "open".into(),
+            payment_status: "unpaid".into(),
+            subscription: None,
+            invoice: None,
+        };
+        self.checkout_sessions.insert(id.clone(), session);
+        Ok(id)
+    }
+
+    /// What pressing Pay on the hosted Checkout page does.
+    ///
+    /// `card = None` is only allowed for a trial with `payment_method_collection=if_required`.
+    pub fn complete_checkout(
+        &mut self,
+        session_id: &str,
+        card: Option<TestCard>,
+    ) -> Result<CheckoutOutcome, StripeError> {
+        let Some(cs) = self.checkout_sessions.get(session_id).cloned() else {
+            return Err(StripeError::missing("checkout.session", session_id, "id"));
+        };
+        if cs.status != "open" {
+            return Err(StripeError::invalid_state(format!(
+                "This Checkout Session is no longer open (status {}).",
+                cs.status
+            )));
+        }
+        let trial = cs.trial_period_days.filter(|d| *d > 0);
+        match card {
+            Some(TestCard::Declined) => return Err(StripeError::card_declined("Your card was declined.")),
+            Some(TestCard::ChargeCustomerFail) if trial.is_none() => {
+                return Err(StripeError::card_declined("Your card was declined."));
+            }
+            None if trial.is_none() || cs.payment_method_collection != "if_required" => {
+                return Err(StripeError::missing_param("payment_method"));
+            }
+            _ => {}
+        }
+
+        // A second Pay after "authentication required" pays the same incomplete subscription.
+        if let Some(sub_id) = cs.subscription.clone() {
+            return self.retry_checkout_payment(session_id, &sub_id, card);
+        }
+
+        let customer = match cs.customer.clone() {
+            Some(c) => c,
+            None => self.create_customer(NewCustomer {
+                email: cs.customer_email.clone(),
+                ..NewCustomer::default()
+            }),
+        };
+        let now = self.time_for_customer(&customer);
+        let pm = card.map(|c| self.new_payment_method(&customer, c));
+        let Some(price) = self.prices.get(&cs.price).cloned() else {
+            return Err(StripeError::missing("price", &cs.price, "line_items[0][price]"));
+        };
+
+        let trial_end = trial.map(|d| now + d * 86_400);
+        let period_end =
+            trial_end.unwrap_or_else(|| add_interval(now, &price.interval, price.interval_count));
+        let sub_id = new_id("sub_");
+        let seq = self.next_seq();
+        let sub = Subscription {
+            id: sub_id.clone(),
+            seq,
+            created: now,
+            customer: customer.clone(),
+            status: if trial.is_some() { "trialing".into() } else { "incomplete".into() },
+            items: vec![SubscriptionItem {
+                id: new_id("si_"),
+                created: now,
+                price: price.id.clone(),
+                quantity: cs.quantity,
+                current_period_start: now,
+                current_period_end: period_end,
+            }],
+            cancel_at_period_end: false,
+            cancel_at: None,
+            canceled_at: None,
+            ended_at: None,
+            cancellation_reason: None,
+            pause_collection: None,
+            trial_start: trial.map(|_| now),
+            trial_end,
+            missing_payment_method: cs.missing_payment_method.clone(),
+            latest_invoice: None,
+            default_payment_method: pm.clone(),
+            billing_cycle_anchor: trial_end.unwrap_or(now),
+            start_date: now,
+            currency: price.currency.clone(),
+            metadata: cs.subscription_metadata.clone(),
+            fail_next_renewal: false,
+        };
+        self.subscriptions.insert(sub_id.clone(), sub);
+        let obj = self.render_subscription(&sub_id);
+        self.emit("customer.subscription.created", now, obj, None);
+
+        let inv = self.new_invoice(&sub_id, "subscription_create", (now, now), trial.is_some());
+        if let Some(s) = self.subscriptions.get_mut(&sub_id) {
+            s.latest_invoice = Some(inv.clone());
+        }
+        let obj = self.render_invoice(&inv);
+        self.emit("invoice.created", now, obj, None);
+        self.finalize(&inv);
+        self.attempt_payment(&inv);
+
+        if let Some(cs) = self.checkout_sessions.get_mut(session_id) {
+            cs.customer = Some(customer);
+            cs.subscription = Some(sub_id.clone());
+            cs.invoice = Some(inv.clone());
+        }
+        self.finish_checkout_if_paid(session_id, &sub_id)
+    }
+
+    fn retry_checkout_payment(
+        &mut self,
+        session_id: &str,
+        sub_id: &str,
+        card: Option<TestCard>,
+    ) -> Result<CheckoutOutcome, StripeError> {
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
+            return Err(StripeError::missing("subscription", sub_id, "subscription"));
+        };
+        if sub.status != "incomplete" {
+            return Err(StripeError::invalid_state(format!(
+                "The subscription of this session is {}.",
+                sub.status
+            )));
+        }
+        if let Some(c) = card {
+            let pm = self.new_payment_method(&sub.customer, c);
+            if let Some(s) = self.subscriptions.get_mut(sub_id) {
+                s.default_payment_method = Some(pm);
+            }
+        }
+        if let Some(inv) = sub.latest_invoice {
+            self.attempt_payment(&inv);
+        }
+        self.finish_checkout_if_paid(session_id, sub_id)
+    }
+
+    fn finish_checkout_if_paid(
+        &mut self,
+        session_id: &str,
+        sub_id: &str,
+    ) -> Result<CheckoutOutcome, StripeError> {
+        let status = self.subscriptions.get(sub_id).map(|s| s.status.clone()).unwrap_or_default();
+        if status == "incomplete" {
+            return Ok(CheckoutOutcome::RequiresAction { subscription: sub_id.to_string() });
+        }
+        let trialing = status == "trialing";
+        let Some(cs) = self.checkout_sessions.get_mut(session_id) else {
+            return Err(StripeError::missing("checkout.session", session_id, "id"));
+        };
+        cs.status = "complete".into();
+        cs.payment_status = if trialing { "no_payment_required".into() } else { "paid".into() };
+        let redirect = cs.success_url.as_ref().map(|u| u.replace("{CHECKOUT_SESSION_ID}", session_id));
+        let customer = cs.customer.clone().unwrap_or_default();
+        let now = self.time_for_customer(&customer);
+        let obj = self.render_checkout(session_id);
+        self.emit("checkout.session.completed", now, obj, None);
+        Ok(CheckoutOutcome::Completed { redirect, subscription: sub_id.to_string() })
+    }
+
+    /// `POST /v1/checkout/sessions/{id}/expire`.
+    pub fn expire_checkout_now(&mut self, id: &str) -> Result<(), StripeError> {
+        match self.checkout_sessions.get(id) {
+            None => Err(StripeError::missing("checkout.session", id, "id")),
+            Some(cs) if cs.status != "open" => Err(StripeError::invalid_state(format!(
+                "Only open Checkout Sessions can be expired ({id} is {}).",
+                cs.status
+            ))),
+            Some(_) => {
+                self.expire_checkout(id);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn expire_checkout(&mut self, id: &str) {
+        let now = self.now();
+        if let Some(cs) = self.checkout_sessions.get_mut(id) {
+            cs.status = "expired".into();
+        } else {
+            return;
+        }
+        let obj = self.render_checkout(id);
+        self.emit("checkout.session.expired", now, obj, None);
+    }
+
+    /// `POST /v1/billing_portal/sessions`.
+    pub fn create_portal_session(
+        &mut self,
+        customer: &str,
+        return_url: Option<String>,
+    ) -> Result<String, StripeError> {
+        if !self.customers.contains_key(customer) {
+            return Err(StripeError::missing("customer", customer, "customer"));
+        }
+        let id = new_id("bps_");
+        let created = self.time_for_customer(customer);
+        self.portal_sessions.insert(
+            id.clone(),
+            PortalSession { id: id.clone(), created, customer: customer.to_string(), return_url },
+        );
+        Ok(id)
+    }
+
+    // ---------------------------------------------------------------- invoices
+
+    /// Creates a draft invoice for the subscription's items over their current period.
+    fn new_invoice(
+        &mut self,
+        sub_id: &str,
+        billing_reason: &str,
+        (period_start, period_end): (i64, i64),
+        free: bool,
+    ) -> String {
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return String::new() };
+        let now = self.time_for_customer(&sub.customer);
+        let lines: Vec<InvoiceLine> = sub
+            .items
+            .iter()
+            .map(|item| {
+                let unit = self.prices.get(&item.price).map_or(0, |p| p.unit_amount);
+                InvoiceLine {
+                    id: new_id("il_"),
+                    price: item.price.clone(),
+                    quantity: item.quantity,
+                    amount: if free { 0 } else { unit * item.quantity },
+                    period_start: item.current_period_start,
+                    period_end: item.current_period_end,
+                    subscription_item: item.id.clone(),
+                }
+            })
+            .collect();
+        let total: i64 = lines.iter().map(|l| l.amount).sum();
+        let id = new_id("in_");
+        let seq = self.next_seq();
+        self.invoices.insert(
+            id.clone(),
+            Invoice {
+                id: id.clone(),
+                seq,
+                created: now,
+                customer: sub.customer.clone(),
+                subscription: sub.id.clone(),
+                subscription_metadata: sub.metadata.clone(),
+                status: "draft".into(),
+                billing_reason: billing_reason.into(),
+                currency: sub.currency.clone(),
+                amount_due: total,
+                amount_paid: 0,
+                attempt_count: 0,
+                attempted: false,
+                next_payment_attempt: None,
+                first_failed_at: None,
+                automatically_finalizes_at: None,
+                period_start,
+                period_end,
+                lines,
+                number: None,
+                finalized_at: None,
+                paid_at: None,
+                voided_at: None,
+                marked_uncollectible_at: None,
+            },
+        );
+        id
+    }
+
+    /// draft → open; emits `invoice.finalized`.
+    fn finalize(&mut self, inv_id: &str) {
+        let number = self.next_invoice_number();
+        let Some(inv) = self.invoices.get(inv_id) else { return };
+        let now = self.time_for_customer(&inv.customer.clone());
+        if let Some(inv) = self.invoices.get_mut(inv_id) {
+            inv.status = "open".into();
+            inv.number = Some(number);
+            inv.finalized_at = Some(now);
+            inv.automatically_finalizes_at = None;
+        }
+        let obj = self.render_invoice(inv_id);
+        self.emit("invoice.finalized", now, obj, None);
+    }
+
+    /// A renewal invoice's hour as a draft is over: finalize it and collect — unless
+    /// collection is paused, which decides what happens to the invoice instead.
+    pub(crate) fn finalize_and_charge(&mut self, inv_id: &str) {
+        let Some(inv) = self.invoices.get(inv_id).cloned() else { return };
+        if inv.status != "draft" {
+            return;
+        }
+        let now = self.time_for_customer(&inv.customer);
+        let sub = self.subscriptions.get(&inv.subscription).cloned();
+        if let Some(pause) = sub.as_ref().and_then(|s| s.pause_collection.clone()) {
+            match pause.behavior.as_str() {
+                "mark_uncollectible" => {
+                    self.finalize(inv_id);
+                    if let Some(i) = self.invoices.get_mut(inv_id) {
+                        i.status = "uncollectible".into();
+                        i.marked_uncollectible_at = Some(now);
+                    }
+                    let obj = self.render_invoice(inv_id);
+                    self.emit("invoice.marked_uncollectible", now, obj, None);
+                }
+                "void" => {
+                    self.finalize(inv_id);
+                    self.void_invoice(inv_id);
+                }
+                // keep_as_draft: the draft simply stays a draft.
+                _ => {
+                    if let Some(i) = self.invoices.get_mut(inv_id) {
+                        i.automatically_finalizes_at = None;
+                    }
+                }
+            }
+            return;
+        }
+        self.finalize(inv_id);
+        if sub.is_some_and(|s| s.status == "unpaid") {
+            // Stripe stops collecting for unpaid subscriptions; the invoice just stays open.
+            return;
+        }
+        self.attempt_payment(inv_id);
+    }
+
+    fn void_invoice(&mut self, inv_id: &str) {
+        let Some(inv) = self.invoices.get_mut(inv_id) else { return };
+        let customer = inv.customer.clone();
+        inv.status = "void".into();
+        inv.next_payment_attempt = None;
+        let now = self.time_for_customer(&customer);
+        if let Some(inv) = self.invoices.get_mut(inv_id) {
+            inv.voided_at = Some(now);
+        }
+        let obj = self.render_invoice(inv_id);
+        self.emit("invoice.voided", now, obj, None);
+    }
+
+    fn charge(&mut self, sub_id: &str, renewal_first_attempt: bool) -> Charge {
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return Charge::NoPaymentMethod };
+        if renewal_first_attempt {
+            let forced_sub = sub.fail_next_renewal;
+            let forced_cus = self.customers.get(&sub.customer).is_some_and(|c| c.fail_next_renewal);
+            if forced_sub || forced_cus {
+                if let Some(s) = self.subscriptions.get_mut(sub_id) {
+                    s.fail_next_renewal = false;
+                }
+                if let Some(c) = self.customers.get_mut(&sub.customer) {
+                    c.fail_next_renewal = false;
+                }
+                return Charge::Declined;
+            }
+        }
+        let pm = sub
+            .default_payment_method
+            .clone()
+            .or_else(|| self.customers.get(&sub.customer).and_then(|c| c.default_payment_method.clone()));
+        match pm.and_then(|p| self.payment_methods.get(&p)).map(|p| p.card) {
+            None => Charge::NoPaymentMethod,
+            Some(TestCard::Visa) => Charge::Succeeded,
+            Some(TestCard::ChargeCustomerFail | TestCard::Declined) => Charge::Declined,
+            Some(TestCard::AuthenticationRequired) => Charge::NeedsAuthentication,
+        }
+    }
+
+    /// One payment attempt on an open invoice, with everything that follows from it:
+    /// paid → subscription active again; failed → retry schedule, `past_due`, and when
+    /// retries run out `canceled` or `unpaid`.
+    pub(crate) fn attempt_payment(&mut self, inv_id: &str) {
+        let Some(inv) = self.invoices.get(inv_id).cloned() else { return };
+        if inv.status != "open" {
+            return;
+        }
+        let now = self.time_for_customer(&inv.customer);
+        let sub_id = inv.subscription.clone();
+        let outcome = if inv.amount_due == 0 {
+            Charge::Succeeded
+        } else {
+            let first_renewal_try = inv.billing_reason == "subscription_cycle" && inv.attempt_count == 0;
+            self.charge(&sub_id, first_renewal_try)
+        };
+        if let Some(i) = self.invoices.get_mut(inv_id) {
+            if i.amount_due > 0 {
+                i.attempt_count += 1;
+                i.attempted = true;
+            }
+        }
+        let sub_before = self.render_subscription(&sub_id);
+        let sub_status = self.subscriptions.get(&sub_id).map(|s| s.status.clone()).unwrap_or_default();
+
+        if outcome == Charge::Succeeded {
+            if let Some(i) = self.invoices.get_mut(inv_id) {
+                i.status = "paid".into();
+                i.amount_paid = i.amount_due;
+                i.paid_at = Some(now);
+                i.next_payment_attempt = None;
+                i.attempted = true;
+            }
+            let obj = self.render_invoice(inv_id);
+            self.emit("invoice.paid", now, obj.clone(), None);
+            self.emit("invoice.payment_succeeded", now, obj, None);
+            if matches!(sub_status.as_str(), "incomplete" | "past_due" | "unpaid") {
+                if let Some(s) = self.subscriptions.get_mut(&sub_id) {
+                    s.status = "active".into();
+                }
+                let after = self.render_subscription(&sub_id);
+                let prev = diff(&sub_before, &after);
+                self.emit("customer.subscription.updated", now, after, prev);
+            }
+            return;
+        }
+
+        let needs_auth = outcome == Charge::NeedsAuthentication;
+        if sub_status == "incomplete" {
+            // The first invoice is not retried on a schedule; it waits 23 hours for the
+            // customer, then the subscription expires.
+            let obj = self.render_invoice(inv_id);
+            if needs_auth {
+                self.emit("invoice.payment_action_required", now, obj, None);
+            } else {
+                self.emit("invoice.payment_failed", now, obj, None);
+            }
+            return;
+        }
+
+        let (attempts, first_failed) = match self.invoices.get_mut(inv_id) {
+            Some(i) => {
+                let first = *i.first_failed_at.get_or_insert(now);
+                (i.attempt_count, first)
+            }
+            None => return,
+        };
+        let next = usize::try_from(attempts - 1)
+            .ok()
+            .and_then(|n| self.settings.retry_delays.get(n))
+            .map(|d| (first_failed + d).max(now + 1));
+        if let Some(i) = self.invoices.get_mut(inv_id) {
+            i.next_payment_attempt = next;
+        }
+        let obj = self.render_invoice(inv_id);
+        self.emit("invoice.payment_failed", now, obj.clone(), None);
+        if needs_auth {
+            self.emit("invoice.payment_action_required", now, obj, None);
+        }
+
+        if next.is_some() {
+            if matches!(sub_status.as_str(), "active" | "trialing") {
+                if let Some(s) = self.subscriptions.get_mut(&sub_id) {
+                    s.status = "past_due".into();
+                }
+                let after = self.render_subscription(&sub_id);
+                let prev = diff(&sub_before, &after);
+                self.emit("customer.subscription.updated", now, after, prev);
+            }
+            return;
+        }
+        match self.settings.after_retries {
+            super::AfterRetries::Cancel => self.end_subscription(&sub_id, "payment_failed"),
+            super::AfterRetries::Unpaid => {
+                if sub_status != "unpaid" {
+                    if let Some(s) = self.subscriptions.get_mut(&sub_id) {
+                        s.status = "unpaid".into();
+                    }
+                    let after = self.render_subscription(&sub_id);
+                    let prev = diff(&sub_before, &after);
+                    self.emit("customer.subscription.updated", now, after, prev);
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- subscriptions
+
+    /// Period (or trial) end: start the next period and bill it. The invoice is a draft
+    /// for `finalize_delay` seconds, then it is finalized and charged.
+    pub(crate) fn period_end(&mut self, sub_id: &str) {
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return };
+        if sub.is_ended() {
+            return;
+        }
+        let now = self.time_for_customer(&sub.customer);
+        let before = self.render_subscription(sub_id);
+        let was_trialing = sub.status == "trialing";
+        if was_trialing {
+            let has_pm = sub.default_payment_method.is_some()
+                || self.customers.get(&sub.customer).is_some_and(|c| c.default_payment_method.is_some());
+            if !has_pm {
+                match sub.missing_payment_method.as_str() {
+                    "pause" => {
+                        if let Some(s) = self.subscriptions.get_mut(sub_id) {
+                            s.status = "paused".into();
+                        }
+                        let after = self.render_subscription(sub_id);
+                        let prev = diff(&before, &after);
+                        self.emit("customer.subscription.updated", now, after.clone(), prev);
+                        self.emit("customer.subscription.paused", now, after, None);
+                        return;
+                    }
+                    "cancel" => {
+                        self.end_subscription(sub_id, "payment_failed");
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let old_start = sub.period_start();
+        let old_end = sub.period_end();
+        let prices = self.prices.clone();
+        if let Some(s) = self.subscriptions.get_mut(sub_id) {
+            if was_trialing {
+                s.status = "active".into();
+            }
+            for item in &mut s.items {
+                let (interval, count) = prices
+                    .get(&item.price)
+                    .map_or(("month".to_string(), 1), |p| (p.interval.clone(), p.interval_count));
+                item.current_period_start = old_end;
+                item.current_period_end = add_interval(old_end, &interval, count);
+            }
+        }
+        let inv = self.new_invoice(sub_id, "subscription_cycle", (old_start, old_end), false);
+        let delay = self.settings.finalize_delay;
+        if let Some(i) = self.invoices.get_mut(&inv) {
+            i.automatically_finalizes_at = Some(now + delay);
+        }
+        if let Some(s) = self.subscriptions.get_mut(sub_id) {
+            s.latest_invoice = Some(inv.clone());
+        }
+        let obj = self.render_invoice(&inv);
+        self.emit("invoice.created", now, obj, None);
+        let after = self.render_subscription(sub_id);
+        let prev = diff(&before, &after);
+        self.emit("customer.subscription.updated", now, after, prev);
+        if delay <= 0 {
+            self.finalize_and_charge(&inv);
+        }
+    }
+
+    /// Ends a subscription now; emits `customer.subscription.deleted`.
+    pub(crate) fn end_subscription(&mut self, sub_id: &str, reason: &str) {
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return };
+        if sub.is_ended() {
+            return;
+        }
+        let now = self.time_for_customer(&sub.customer);
+        if let Some(s) = self.subscriptions.get_mut(sub_id) {
+            s.status = "canceled".into();
+            s.ended_at = Some(now);
+            if !(s.cancel_at_period_end && s.canceled_at.is_some()) {
+                s.canceled_at = Some(now);
+            }
+            s.cancellation_reason = Some(reason.to_string());
+        }
+        // A canceled subscription collects nothing more.
+        for inv in self.invoices.values_mut().filter(|i| i.subscription == sub_id) {
+            inv.next_payment_attempt = None;
+            inv.automatically_finalizes_at = None;
+        }
+        let obj = self.render_subscription(sub_id);
+        self.emit("customer.subscription.deleted", now, obj, None);
+    }
+
+    pub(crate) fn cancel_due(&mut self, sub_id: &str) {
+        self.end_subscription(sub_id, "cancellation_requested");
+    }
+
+    pub(crate) fn expire_incomplete(&mut self, sub_id: &str) {
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return };
+        if sub.status != "incomplete" {
+            return;
+        }
+        let now = self.time_for_customer(&sub.customer);
+        if let Some(inv) = sub.latest_invoice.as_deref()
+            && self.invoices.get(inv).is_some_and(|i| i.status == "open")
+        {
+            self.void_invoice(inv);
+        }
+        let before = self.render_subscription(sub_id);
+        if let Some(s) = self.subscriptions.get_mut(sub_id) {
+            s.status = "incomplete_expired".into();
+            s.ended_at = Some(now);
+        }
+        let after = self.render_subscription(sub_id);
+        let prev = diff(&before, &after);
+        self.emit("customer.subscription.updated", now, after, prev);
+    }
+
+    pub(crate) fn resume_collection_due(&mut self, sub_id: &str) {
+        let Some(sub) = self.subscriptions.get(sub_id) else { return };
+        let now = self.time_for_customer(&sub.customer.clone());
+        let before = self.render_subscription(sub_id);
+        if let Some(s) = self.subscriptions.get_mut(sub_id) {
+            s.pause_collection = None;
+        }
+        let after = self.render_subscription(sub_id);
+        let prev = diff(&before, &after);
+        self.emit("customer.subscription.updated", now, after, prev);
+    }
+
+    /// `DELETE /v1/subscriptions/{id}`: cancel now.
+    pub fn cancel_subscription(&mut self, sub_id: &str) -> Result<(), StripeError> {
+        let Some(sub) = self.subscriptions.get(sub_id) else {
+            return Err(StripeError::missing("subscription", sub_id, "id"));
+        };
+        if sub.is_ended() {
+            return Err(StripeError::invalid_state(format!(
+                "A canceled subscription can only update its cancellation_details and metadata. \
+                 ({sub_id} is {})",
+                sub.status
+            )));
+        }
+        self.end_subscription(sub_id, "cancellation_requested");
+        Ok(())
+    }
+
+    /// `POST /v1/subscriptions/{id}`; emits one `customer.subscription.updated` with
+    /// `previous_attributes` when something changed (and the trial-end events when the
+    /// trial is ended with `trial_end=now`).
+    pub fn update_subscription(&mut self, sub_id: &str, u: SubscriptionUpdate) -> Result<(), StripeError> {
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
+            return Err(StripeError::missing("subscription", sub_id, "id"));
+        };
+        let only_metadata = u.cancel_at_period_end.is_none()
+            && u.cancel_at.is_none()
+            && u.pause_collection.is_none()
+            && u.items.is_empty()
+            && u.trial_end.is_none()
+            && u.default_payment_method.is_none();
+        if sub.is_ended() && !only_metadata {
+            return Err(StripeError::invalid_state(
+                "A canceled subscription can only update its cancellation_details and metadata.",
+            ));
+        }
+        if let Some(Some((behavior, _))) = &u.pause_collection
+            && !matches!(behavior.as_str(), "keep_as_draft" | "mark_uncollectible" | "void")
+        {
+            return Err(StripeError::invalid_param(
+                "pause_collection[behavior]",
+                "Invalid pause_collection[behavior]: must be one of keep_as_draft, mark_uncollectible, or void",
+            ));
+        }
+        if let Some(pb) = &u.proration_behavior
+            && !matches!(pb.as_str(), "create_prorations" | "none" | "always_invoice")
+        {
+            return Err(StripeError::invalid_param("proration_behavior", "Invalid proration_behavior."));
+        }
+        for (n, (item_id, price, _)) in u.items.iter().enumerate() {
+            let Some(item_id) = item_id else {
+                return Err(StripeError::missing_param(&format!("items[{n}][id]")));
+            };
+            if !sub.items.iter().any(|i| &i.id == item_id) {
+                return Err(StripeError::missing("subscription_item", item_id, &format!("items[{n}][id]")));
+            }
+            if let Some(p) = price
+                && !self.prices.contains_key(p)
+            {
+                return Err(StripeError::missing("price", p, &format!("items[{n}][price]")));
+            }
+        }
+        if let Some(pm) = &u.default_payment_method {
+            self.check_payment_method(&sub.customer, pm, "default_payment_method")?;
+        }
+        if let Some(Some(t)) = u.trial_end
+            && t <= self.now()
+        {
+            return Err(StripeError::invalid_param("trial_end", "trial_end must be in the future (or `now`)."));
+        }
+
+        let now = self.time_for_customer(&sub.customer);
+        let before = self.render_subscription(sub_id);
+        let Some(s) = self.subscriptions.get_mut(sub_id) else {
+            return Err(StripeError::missing("subscription", sub_id, "id"));
+        };
+        if let Some(flag) = u.cancel_at_period_end {
+            s.cancel_at_period_end = flag;
+            if flag {
+                s.cancel_at = Some(s.period_end());
+                s.canceled_at = Some(now);
+                s.cancellation_reason = Some("cancellation_requested".into());
+            } else {
+                s.cancel_at = None;
+                s.canceled_at = None;
+                s.cancellation_reason = None;
+            }
+        }
+        if let Some(at) = u.cancel_at {
+            s.cancel_at = at;
+            s.cancel_at_period_end = at.is_some_and(|t| t == s.period_end());
+            s.canceled_at = at.map(|_| now);
+            s.cancellation_reason = at.map(|_| "cancellation_requested".to_string());
+        }
+        if let Some(pc) = u.pause_collection {
+            s.pause_collection = pc.map(|(behavior, resumes_at)| PauseCollection { behavior, resumes_at });
+        }
+        for (item_id, price, quantity) in &u.items {
+            if let Some(item) = s.items.iter_mut().find(|i| Some(&i.id) == item_id.as_ref()) {
+                if let Some(p) = price {
+                    item.price = p.clone();
+                }
+                if let Some(q) = quantity {
+                    item.quantity = (*q).max(1);
+                }
+            }
+        }
+        if let Some(m) = &u.metadata {
+            m.apply(&mut s.metadata);
+        }
+        if let Some(pm) = &u.default_payment_method {
+            s.default_payment_method = Some(pm.clone());
+        }
+        let mut end_trial_now = false;
+        if let Some(t) = u.trial_end {
+            match t {
+                None if s.status == "trialing" => end_trial_now = true,
+                None => {}
+                Some(t) => {
+                    if s.status == "trialing" {
+                        s.trial_end = Some(t);
+                        for item in &mut s.items {
+                            item.current_period_end = t;
+                        }
+                        s.billing_cycle_anchor = t;
+                    }
+                }
+            }
+        }
+        let after = self.render_subscription(sub_id);
+        if let Some(prev) = diff(&before, &after) {
+            self.emit("customer.subscription.updated", now, after, Some(prev));
+        }
+        if end_trial_now {
+            self.end_trial_now(sub_id)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a trial at once, as `trial_end=now` does: the subscription renews now.
+    pub fn end_trial_now(&mut self, sub_id: &str) -> Result<(), StripeError> {
+        let now = self.now();
+        let Some(s) = self.subscriptions.get_mut(sub_id) else {
+            return Err(StripeError::missing("subscription", sub_id, "id"));
+        };
+        if s.status != "trialing" {
+            return Err(StripeError::invalid_state(format!("{sub_id} is not trialing (status {}).", s.status)));
+        }
+        s.trial_end = Some(now);
+        s.billing_cycle_anchor = now;
+        for item in &mut s.items {
+            item.current_period_end = now;
+        }
+        self.period_end(sub_id);
+        Ok(())
+    }
+
+    /// `POST /v1/subscriptions/{id}/resume`: a `paused` subscription becomes `active`,
+    /// starts a new period now and is billed for it at once.
+    pub fn resume_subscription(&mut self, sub_id: &str) -> Result<(), StripeError> {
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
+            return Err(StripeError::missing("subscription", sub_id, "id"));
+        };
+        if sub.status != "paused" {
+            return Err(StripeError::invalid_state(format!(
+                "Only a paused subscription can be resumed ({sub_id} is {}).",
+                sub.status
+            )));
+        }
+        let now = self.time_for_customer(&sub.customer);
+        let prices = self.prices.clone();
+        let before = self.render_subscription(sub_id);
+        if let Some(s) = self.subscriptions.get_mut(sub_id) {
+            s.status = "active".into();
+            s.billing_cycle_anchor = now;
+            for item in &mut s.items {
+                let (interval, count) = prices
+                    .get(&item.price)
+                    .map_or(("month".to_string(), 1), |p| (p.interval.clone(), p.interval_count));
+                item.current_period_start = now;
+                item.current_period_end = add_interval(now, &interval, count);
+            }
+        }
+        let after = self.render_subscription(sub_id);
+        let prev = diff(&before, &after);
+        self.emit("customer.subscription.resumed", now, after.clone(), prev.clone());
+        self.emit("customer.subscription.updated", now, after, prev);
+        let inv = self.new_invoice(sub_id, "subscription_update", (now, now), false);
+        if let Some(s) = self.subscriptions.get_mut(sub_id) {
+            s.latest_invoice = Some(inv.clone());
+        }
+        let obj = self.render_invoice(&inv);
+        self.emit("invoice.created", now, obj, None);
+        self.finalize(&inv);
+        self.attempt_payment(&inv);
+        Ok(())
+    }
+
+    /// The id of a subscription's customer (for the control API).
+    pub fn customer_of(&self, sub_id: &str) -> Option<String> {
+        self.subscriptions.get(sub_id).map(|s| s.customer.clone())
+    }
+
+    /// Metadata of a stored object, for summaries.
+    pub fn subscription_ids_of(&self, customer: &str) -> Vec<String> {
+        let mut subs: Vec<&Subscription> =
+            self.subscriptions.values().filter(|s| s.customer == customer).collect();
+        subs.sort_by_key(|s| std::cmp::Reverse(s.seq));
+        subs.into_iter().map(|s| s.id.clone()).collect()
+    }
+}
