@@ -123,6 +123,16 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// `MSR_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `MSR_STRIPE_RATE_LIMIT`: most Stripe API calls a second (Stripe allows 25 in test mode, 100 live).
+    pub stripe_rate_limit: u32,
+    /// `MSR_STRIPE_TIMEOUT`: longest wait for one Stripe call.
+    pub stripe_timeout: Duration,
+    /// `MSR_WORKER_INTERVAL`: how often the background worker looks for events to retry.
+    pub worker_interval: Duration,
+    /// `MSR_EVENTS_POLL_INTERVAL`: how often Stripe's Events API is read for missed deliveries (0: never).
+    pub events_poll_interval: Duration,
+    /// `MSR_EVENT_MAX_ATTEMPTS`: attempts before an event is dead-lettered.
+    pub event_max_attempts: u32,
 }
 
 /// Reads variables from somewhere: the process environment in production, a map in tests.
@@ -183,6 +193,7 @@ impl Settings {
                 "MSR_DEBUG=true is refused with a live STRIPE_API_KEY (sk_live_): debug routes would reach real money",
             ));
         }
+        let mode_is_live = mode.is_live();
         let internal_api_key = env.get("MSR_INTERNAL_API_KEY").map(Secret::new);
         if !debug && internal_api_key.is_none() {
             return Err(ConfigError::new(
@@ -232,6 +243,16 @@ impl Settings {
             past_due_grace: parse_duration_var(env, "MSR_PAST_DUE_GRACE", Duration::zero())?,
             trial_days: parse_number(env, "MSR_TRIAL_DAYS", 0, 0..=730)?,
             request_timeout: parse_duration_var(env, "MSR_REQUEST_TIMEOUT", Duration::seconds(30))?,
+            stripe_rate_limit: parse_number(
+                env,
+                "MSR_STRIPE_RATE_LIMIT",
+                if mode_is_live { 80 } else { 20 },
+                1..=10_000,
+            )?,
+            stripe_timeout: parse_duration_var(env, "MSR_STRIPE_TIMEOUT", Duration::seconds(10))?,
+            worker_interval: parse_duration_var(env, "MSR_WORKER_INTERVAL", Duration::seconds(1))?,
+            events_poll_interval: parse_duration_var(env, "MSR_EVENTS_POLL_INTERVAL", Duration::minutes(5))?,
+            event_max_attempts: parse_number(env, "MSR_EVENT_MAX_ATTEMPTS", 8, 1..=100)?,
             log_format: match env.get("MSR_LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,

@@ -55,6 +55,12 @@ pub enum AppError {
     /// The request took longer than the configured timeout (503).
     #[error("the request took too long")]
     Timeout,
+    /// Stripe failed, refused or was too slow (502).
+    #[error("{0}")]
+    Stripe(String),
+    /// Stripe is not configured on this instance (503).
+    #[error("Stripe is not configured: set STRIPE_API_KEY (or run with MSR_DEBUG=true for the simulator)")]
+    StripeNotConfigured,
     /// A bug or an unexpected failure (500).
     #[error("internal error")]
     Internal(String),
@@ -72,7 +78,10 @@ impl AppError {
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::DatabaseUnavailable(_) | AppError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::DatabaseUnavailable(_) | AppError::Timeout | AppError::StripeNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AppError::Stripe(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +99,8 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::DatabaseUnavailable(_) => "database_unavailable",
             AppError::Timeout => "timeout",
+            AppError::Stripe(_) => "stripe_error",
+            AppError::StripeNotConfigured => "stripe_not_configured",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -97,6 +108,18 @@ impl AppError {
     /// A 422 with a code and message.
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         AppError::Invalid { code, message: message.into() }
+    }
+}
+
+impl From<crate::stripe::StripeCallError> for AppError {
+    /// Whatever went wrong at Stripe is a 502 for our caller; the message says what, never a secret.
+    fn from(e: crate::stripe::StripeCallError) -> Self {
+        use crate::stripe::StripeCallError as E;
+        AppError::Stripe(match e {
+            E::Unreachable(_) => "Stripe did not answer in time; nothing was charged, try again".to_owned(),
+            E::Api { status, message, .. } => format!("Stripe refused the request ({status}): {message}"),
+            E::Parse(_) => "Stripe's answer could not be read; try again".to_owned(),
+        })
     }
 }
 
@@ -132,6 +155,8 @@ impl IntoResponse for AppError {
             match &self {
                 AppError::DatabaseUnavailable(_) => "the database is unavailable; try again shortly".to_owned(),
                 AppError::Timeout => "the request took too long; try again".to_owned(),
+                AppError::Stripe(m) => m.clone(),
+                AppError::StripeNotConfigured => self.to_string(),
                 _ => "internal error; the request id in the x-request-id header identifies it in the logs".to_owned(),
             }
         } else {

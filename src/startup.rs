@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use crate::config::{ConfigError, Settings, StripeMode};
 use crate::db::Db;
 use crate::domain::Policy;
-use crate::state::AppState;
+use crate::state::{AppState, Prices};
+use crate::stripe::StripeApi;
 
 /// Why the service could not start; each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,17 @@ impl Application {
         db.migrate().await?;
         announce(&settings, &db);
         let policy = Policy { past_due_grace: settings.past_due_grace };
-        let state = AppState { db, settings: Arc::new(settings), policy };
+        let (stripe, prices) = stripe_client(&settings)?;
+        let state = AppState {
+            db,
+            settings: Arc::new(settings),
+            policy,
+            stripe,
+            prices,
+            refetch: Arc::default(),
+            counters: Arc::default(),
+            wake: Arc::default(),
+        };
         Ok(Application { listener, port, state })
     }
 
@@ -73,11 +84,31 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `stop` completes, letting in-flight requests finish.
+    /// Serves until `stop` completes, letting in-flight requests finish. The background worker runs
+    /// beside the server.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        crate::billing::worker::spawn(self.state.clone());
         let router = crate::web::router(self.state.clone());
         tracing::info!(port = self.port, "serving");
         axum::serve(self.listener, router).with_graceful_shutdown(stop).await
+    }
+}
+
+/// The Stripe client the settings ask for, and the plans' prices.
+fn stripe_client(settings: &Settings) -> Result<(Option<StripeApi>, Prices), StartupError> {
+    let prices = Prices { weekly: settings.stripe.price_weekly.clone(), monthly: settings.stripe.price_monthly.clone() };
+    let timeout = settings.stripe_timeout.to_std().unwrap_or(std::time::Duration::from_secs(10));
+    match &settings.stripe.mode {
+        StripeMode::Remote { api_key } => {
+            let base = settings.stripe.api_base.as_ref().map(url::Url::as_str);
+            let api = StripeApi::new(api_key.expose(), base, settings.stripe_rate_limit, timeout)
+                .map_err(|e| ConfigError { var: "STRIPE_API_BASE".into(), message: e.to_string() })?;
+            if prices.weekly.is_none() || prices.monthly.is_none() {
+                tracing::warn!("STRIPE_PRICE_WEEKLY or STRIPE_PRICE_MONTHLY is unset: checkout for that plan answers 500");
+            }
+            Ok((Some(api), prices))
+        }
+        StripeMode::Simulated | StripeMode::Disabled => Ok((None, prices)),
     }
 }
 

@@ -1,10 +1,14 @@
 //! What every handler can reach.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::billing::refetch::Refetcher;
 use crate::config::Settings;
 use crate::db::Db;
-use crate::domain::Policy;
+use crate::domain::{Plan, Policy};
+use crate::error::AppError;
+use crate::stripe::StripeApi;
 
 /// Shared, cheaply cloned application state.
 #[derive(Debug, Clone)]
@@ -15,4 +19,75 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The entitlement policy built from the configuration.
     pub policy: Policy,
+    /// Stripe, when configured (or simulated).
+    pub stripe: Option<StripeApi>,
+    /// The plans' price ids.
+    pub prices: Prices,
+    /// Coalesces re-fetches of one subscription.
+    pub refetch: Arc<Refetcher>,
+    /// Counters operators watch.
+    pub counters: Arc<Counters>,
+    /// Wakes the background worker (a customer was linked and its unmatched events are due).
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    /// The Stripe client, or 503 when none is configured.
+    pub fn stripe(&self) -> Result<&StripeApi, AppError> {
+        self.stripe.as_ref().ok_or(AppError::StripeNotConfigured)
+    }
+}
+
+/// The price ids of the two plans.
+#[derive(Debug, Clone, Default)]
+pub struct Prices {
+    /// `STRIPE_PRICE_WEEKLY`.
+    pub weekly: Option<String>,
+    /// `STRIPE_PRICE_MONTHLY`.
+    pub monthly: Option<String>,
+}
+
+impl Prices {
+    /// The price of a plan.
+    pub fn of(&self, plan: Plan) -> Option<&str> {
+        match plan {
+            Plan::Weekly => self.weekly.as_deref(),
+            Plan::Monthly => self.monthly.as_deref(),
+        }
+    }
+
+    /// The plan a price belongs to: by configured id, else by the price's interval.
+    pub fn plan_of(&self, price_id: Option<&str>, interval: Option<&str>) -> Option<Plan> {
+        match price_id {
+            Some(p) if self.weekly.as_deref() == Some(p) => Some(Plan::Weekly),
+            Some(p) if self.monthly.as_deref() == Some(p) => Some(Plan::Monthly),
+            _ => match interval {
+                Some("week") => Some(Plan::Weekly),
+                Some("month") => Some(Plan::Monthly),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Counters of things operators should see (exported as metrics later).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Webhooks refused for their signature.
+    pub signature_failures: AtomicU64,
+    /// Events naming a user already linked to another customer.
+    pub match_conflicts: AtomicU64,
+    /// Events recorded.
+    pub events_recorded: AtomicU64,
+    /// Duplicate deliveries.
+    pub events_duplicate: AtomicU64,
+    /// Subscription re-fetches sent to Stripe.
+    pub refetches: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -1,4 +1,10 @@
 //! Use cases, written once and called from the API, the pages and the commands.
 
+pub mod apply;
+pub mod checkout;
 pub mod entitlement;
+pub mod ingest;
+pub mod refetch;
+pub mod sync;
 pub mod users;
+pub mod worker;

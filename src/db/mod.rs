@@ -2,7 +2,10 @@
 //! `$1` placeholders (both databases accept them) and only types both share. Functions take an
 //! executor or a connection so callers can compose them inside one transaction.
 
+pub mod checkout;
 pub mod entitlements;
+pub mod events;
+pub mod subscriptions;
 pub mod users;
 
 use std::time::Duration;
@@ -113,4 +116,15 @@ pub(crate) fn get_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, sq
 /// Stored unix seconds as a time; out-of-range values (which we never write) clamp to the epoch.
 pub(crate) fn from_unix(secs: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+impl Db {
+    /// Begins a transaction that writes: `BEGIN IMMEDIATE` on SQLite takes the write lock at once, so
+    /// a read followed by a write cannot fail half-way on a busy database.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
 }

@@ -64,3 +64,28 @@ pub async fn find<'c, E: Executor<'c, Database = Any>>(ex: E, id: &UserId) -> Re
         .map(from_row)
         .transpose()
 }
+
+/// The user linked to a Stripe customer.
+pub async fn find_by_customer<'c, E: Executor<'c, Database = Any>>(ex: E, customer: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query("SELECT id, email, stripe_customer_id, created_at FROM users WHERE stripe_customer_id = $1")
+        .bind(customer)
+        .fetch_optional(ex)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Links a customer to a user that has none yet. Returns whether the link was made (false when the
+/// user already has a customer, or the customer belongs to another user).
+pub async fn link_customer<'c, E: Executor<'c, Database = Any>>(ex: E, id: &UserId, customer: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE users SET stripe_customer_id = $1 WHERE id = $2 AND stripe_customer_id IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM users other WHERE other.stripe_customer_id = $1)",
+    )
+    .bind(customer)
+    .bind(id.as_str())
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

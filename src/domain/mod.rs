@@ -6,4 +6,4 @@ mod subscription;
 
 pub use entitlement::{Decision, Entitlement, Policy, Reason};
 pub use ids::{Email, InvalidValue, StripeCustomerId, SubscriptionId, UserId};
-pub use subscription::{EntitlementStatus, Plan, StripeStatus};
+pub use subscription::{EntitlementStatus, Plan, StripeStatus, SubscriptionSnapshot};

@@ -196,3 +196,28 @@ mod tests {
         assert!("yearly".parse::<Plan>().is_err());
     }
 }
+
+/// What Stripe says about one subscription at one moment, read from a webhook payload or a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSnapshot {
+    /// `sub_…`.
+    pub id: super::SubscriptionId,
+    /// `cus_…`.
+    pub customer: super::StripeCustomerId,
+    /// Stripe's status.
+    pub status: StripeStatus,
+    /// The first item's price id.
+    pub price_id: Option<String>,
+    /// The first item's price interval (`week`, `month`), to recognise plans priced elsewhere.
+    pub interval: Option<String>,
+    /// The latest item period end (the subscription's own field on older payloads).
+    pub current_period_end: Option<chrono::DateTime<chrono::Utc>>,
+    /// Ends at the period end.
+    pub cancel_at_period_end: bool,
+    /// `pause_collection` is set.
+    pub pause_collection: bool,
+    /// When Stripe created the subscription.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// `metadata.user_id`, as we put it on the subscription at checkout.
+    pub metadata_user_id: Option<String>,
+}

@@ -5,6 +5,10 @@
 //! | `GET /healthz`, `GET /readyz`           | orchestrators               | `health`       |
 //! | `GET /billing/entitlement`              | services (`X-User-Id`)      | `api::entitlement` |
 //! | `GET /billing/entitlement/forward-auth` | gateways (`X-User-Id`)      | `api::entitlement` |
+//! | `POST /billing/checkout`                | services (`X-User-Id`)      | `api::billing` |
+//! | `POST /billing/portal`                  | services (`X-User-Id`)      | `api::billing` |
+//! | `POST /billing/checkout/sync`           | services (`X-User-Id`)      | `api::billing` |
+//! | `POST /billing/webhook`                 | Stripe (signed)             | `webhook`      |
 //! | `POST /dev/create_user`, `GET /dev/status` | developers, debug only   | `dev`          |
 
 pub mod api;
@@ -12,6 +16,7 @@ pub mod dev;
 pub mod extract;
 pub mod health;
 pub mod middleware;
+pub mod webhook;
 pub mod wire;
 
 use axum::Router;
@@ -30,16 +35,21 @@ pub const API_BODY_LIMIT: usize = 64 * 1024;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new().merge(health::router()).merge(api::router());
+    let mut app = Router::new().merge(health::router()).merge(api::router().layer(DefaultBodyLimit::max(API_BODY_LIMIT)).layer(
+        axum::middleware::from_fn_with_state(API_BODY_LIMIT, middleware::limit_body),
+    ));
     if state.settings.debug {
-        app = app.merge(dev::router());
+        app = app.merge(
+            dev::router()
+                .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+                .layer(axum::middleware::from_fn_with_state(API_BODY_LIMIT, middleware::limit_body)),
+        );
     }
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.settings.request_timeout.to_std().unwrap_or(std::time::Duration::from_secs(30));
-    app.fallback(|| async { AppError::NotFound("no such route".into()) })
+    app.merge(webhook::router())
+        .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(API_BODY_LIMIT, middleware::limit_body))
-        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), middleware::MakeId))

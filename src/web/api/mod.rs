@@ -1,5 +1,6 @@
 //! The internal JSON API other platform services call with `X-User-Id`.
 
+pub mod billing;
 pub mod entitlement;
 
 use axum::Router;
@@ -8,5 +9,5 @@ use crate::state::AppState;
 
 /// Every internal API route.
 pub fn router() -> Router<AppState> {
-    entitlement::router()
+    entitlement::router().merge(billing::router())
 }

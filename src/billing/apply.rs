@@ -1,0 +1,345 @@
+//! Applying Stripe events to the store, never trusting their order.
+//!
+//! - A subscription event's object is applied only if the event is newer (`created`) than the last
+//!   one applied to that subscription; an older one is recorded as skipped.
+//! - Equal timestamps (Stripe's clock has one-second steps) and events whose object is not the
+//!   subscription (checkout sessions, invoices) re-fetch the subscription from Stripe and write that.
+//! - Every write of a subscription, the entitlement derived from it and the event's outcome happen in
+//!   one transaction, with the subscription's row locked (PostgreSQL) or the database's single writer
+//!   held (SQLite `BEGIN IMMEDIATE`).
+
+use chrono::Utc;
+use sqlx::AnyConnection;
+
+use crate::db;
+use crate::db::events::EventState;
+use crate::db::subscriptions::StoredSubscription;
+use crate::domain::{StripeStatus, SubscriptionSnapshot, UserId};
+use crate::error::AppError;
+use crate::state::{AppState, Counters};
+use crate::stripe::objects::{self, CheckoutInfo, EventEnvelope};
+use crate::stripe::StripeCallError;
+
+/// How long one instance holds an event while applying it.
+const LEASE_SECS: i64 = 60;
+
+/// Claims, applies and records one stored event. `None` when another worker holds it or it is not
+/// waiting (already applied). With `replay`, dead and unmatched events are taken too.
+pub async fn process(state: &AppState, event_id: &str, replay: bool) -> Result<Option<EventState>, AppError> {
+    let now = Utc::now().timestamp();
+    if !db::events::claim(&state.db.pool, event_id, now, LEASE_SECS, replay).await? {
+        return Ok(None);
+    }
+    let Some(stored) = db::events::find(&state.db.pool, event_id).await? else {
+        return Ok(None);
+    };
+    let result = match objects::parse_event(stored.payload.as_bytes()) {
+        Ok(event) => {
+            let span = tracing::info_span!("event", stripe.event_id = %event.id, kind = %event.kind);
+            tracing::Instrument::instrument(apply_event(state, &event), span).await
+        }
+        Err(e) => {
+            tracing::warn!(event = event_id, error = %e, "recorded event cannot be read; ignored");
+            finish_alone(state, event_id, EventState::Ignored, None, None).await
+        }
+    };
+    match result {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(e) => {
+            let detail = describe(&e);
+            let outcome = db::events::fail(&state.db.pool, event_id, &detail, now, i64::from(state.settings.event_max_attempts)).await?;
+            tracing::warn!(event = event_id, error = %detail, state = outcome.as_str(), "event not applied; will retry");
+            Ok(Some(outcome))
+        }
+    }
+}
+
+/// An error's full story for the event's `last_error` (no secrets are ever in these).
+fn describe(e: &AppError) -> String {
+    let text = match e {
+        AppError::DatabaseUnavailable(inner) => format!("database unavailable: {inner}"),
+        AppError::Internal(detail) => detail.clone(),
+        other => other.to_string(),
+    };
+    text.chars().take(500).collect()
+}
+
+async fn finish_alone(state: &AppState, id: &str, outcome: EventState, user: Option<&str>, customer: Option<&str>) -> Result<EventState, AppError> {
+    db::events::finish(&state.db.pool, id, outcome, user, customer, Utc::now().timestamp()).await?;
+    Ok(outcome)
+}
+
+async fn apply_event(state: &AppState, event: &EventEnvelope) -> Result<EventState, AppError> {
+    let kind = event.kind.as_str();
+    if kind.starts_with("customer.subscription.") {
+        apply_subscription_event(state, event).await
+    } else if matches!(kind, "checkout.session.completed" | "checkout.session.async_payment_succeeded") {
+        let info = objects::checkout_session(&event.object).map_err(AppError::Internal)?;
+        apply_checkout_session(state, &info, Some(event), event.created).await
+    } else if kind.starts_with("invoice.") {
+        let Some(subscription) = objects::invoice_subscription(&event.object) else {
+            return finish_alone(state, &event.id, EventState::Ignored, None, None).await;
+        };
+        let action_required = match kind {
+            "invoice.payment_action_required" => Some(true),
+            "invoice.paid" | "invoice.payment_succeeded" => Some(false),
+            _ => None,
+        };
+        refetch_and_write(state, &subscription, Some(event), event.created, None, action_required).await
+    } else if matches!(kind, "customer.created" | "customer.updated") {
+        link_from_customer_object(state, event).await
+    } else {
+        finish_alone(state, &event.id, EventState::Ignored, None, None).await
+    }
+}
+
+async fn apply_subscription_event(state: &AppState, event: &EventEnvelope) -> Result<EventState, AppError> {
+    let snapshot = match objects::subscription(&event.object) {
+        Ok(s) => s,
+        Err(e) => {
+            // A payload we cannot read (API drift): ask Stripe for the subscription instead.
+            let Some(id) = event.object.get("id").and_then(|v| v.as_str()).filter(|id| id.starts_with("sub_")) else {
+                tracing::warn!(error = %e, "subscription event without a readable subscription; ignored");
+                return finish_alone(state, &event.id, EventState::Ignored, None, None).await;
+            };
+            return refetch_and_write(state, id, Some(event), event.created, None, None).await;
+        }
+    };
+    let stored = stored_watermark(state, snapshot.id.as_str()).await?;
+    match stored {
+        Some(w) if w > event.created => {
+            finish_alone(state, &event.id, EventState::Skipped, None, Some(snapshot.customer.as_str())).await
+        }
+        Some(w) if w == event.created => {
+            refetch_and_write(state, snapshot.id.as_str(), Some(event), event.created, None, None).await
+        }
+        _ => write_snapshot(state, &snapshot, Some(event), event.created, false, None, None).await,
+    }
+}
+
+async fn stored_watermark(state: &AppState, id: &str) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?)
+}
+
+/// Re-fetches the subscription (coalesced, rate-limited) and writes what Stripe has now.
+async fn refetch_and_write(
+    state: &AppState,
+    subscription_id: &str,
+    event: Option<&EventEnvelope>,
+    watermark: i64,
+    user_hint: Option<&str>,
+    action_required: Option<bool>,
+) -> Result<EventState, AppError> {
+    let api = state.stripe()?;
+    let fetched = match state.refetch.fetch(api, &state.counters, subscription_id).await {
+        Ok(f) => f,
+        Err(StripeCallError::Api { status: 404, .. }) => {
+            tracing::warn!(subscription = subscription_id, "Stripe does not know this subscription; event ignored");
+            return match event {
+                Some(e) => finish_alone(state, &e.id, EventState::Ignored, None, None).await,
+                None => Ok(EventState::Ignored),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let snapshot = objects::subscription(&fetched.value).map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
+    // `fetched` holds the coalescing gate until the write is committed.
+    let outcome = write_snapshot(state, &snapshot, event, watermark, true, user_hint, action_required).await;
+    drop(fetched);
+    outcome
+}
+
+/// Who an event's customer belongs to.
+enum Match {
+    User(UserId),
+    /// Nobody yet: keep the event until the customer gets linked.
+    Nobody,
+}
+
+/// Finds the user by customer; failing that, a `metadata.user_id` naming a known user without a
+/// customer links that customer to that user (and requeues the customer's unmatched events).
+async fn resolve_user(state: &AppState, conn: &mut AnyConnection, customer: &str, hint: Option<&str>) -> Result<Match, AppError> {
+    if let Some(user) = db::users::find_by_customer(&mut *conn, customer).await? {
+        return Ok(Match::User(user.id));
+    }
+    let Some(hint) = hint.and_then(|h| UserId::parse(h).ok()) else {
+        return Ok(Match::Nobody);
+    };
+    let Some(user) = db::users::find(&mut *conn, &hint).await? else {
+        return Ok(Match::Nobody);
+    };
+    if db::users::link_customer(&mut *conn, &user.id, customer).await? {
+        db::events::requeue_unmatched(&mut *conn, customer).await?;
+        tracing::info!(user.id = %user.id, customer, "customer linked to user");
+        return Ok(Match::User(user.id));
+    }
+    Counters::bump(&state.counters.match_conflicts);
+    tracing::warn!(
+        user.id = %user.id,
+        customer,
+        linked = ?user.stripe_customer_id,
+        "event names a user already linked to another customer; kept as unmatched"
+    );
+    Ok(Match::Nobody)
+}
+
+/// Writes a subscription snapshot taken at `watermark` (the event's `created`), derives the user's
+/// entitlement and records the event's outcome, in one transaction. A `fresh` snapshot (just fetched
+/// from Stripe) is written whatever the stored watermark; one from a payload only if it is newer.
+async fn write_snapshot(
+    state: &AppState,
+    snapshot: &SubscriptionSnapshot,
+    event: Option<&EventEnvelope>,
+    watermark: i64,
+    fresh: bool,
+    user_hint: Option<&str>,
+    action_required: Option<bool>,
+) -> Result<EventState, AppError> {
+    let now = Utc::now().timestamp();
+    let customer = snapshot.customer.as_str();
+    let mut tx = state.db.begin_write().await?;
+    let hint = user_hint.or(snapshot.metadata_user_id.as_deref());
+    let user = match resolve_user(state, &mut tx, customer, hint).await? {
+        Match::User(u) => u,
+        Match::Nobody => {
+            if let Some(e) = event {
+                db::events::finish(&mut *tx, &e.id, EventState::Unmatched, None, Some(customer), now).await?;
+            }
+            tx.commit().await?;
+            tracing::info!(customer, "no user for this customer yet; event kept as unmatched");
+            return Ok(EventState::Unmatched);
+        }
+    };
+    let previous = db::subscriptions::find_for_update(&mut tx, state.db.backend, snapshot.id.as_str()).await?;
+    let stale = previous.as_ref().is_some_and(|p| !fresh && p.watermark >= watermark);
+    let outcome = if stale {
+        EventState::Skipped
+    } else {
+        let row = stored_row(state, snapshot, previous.as_ref(), &user, watermark, action_required, event.map_or(now, |e| e.created), now);
+        if db::subscriptions::upsert_if_newer(&mut *tx, &row, true).await? {
+            db::subscriptions::refresh_entitlement(&mut tx, &user, now).await?;
+            db::checkout::close_all_for_user(&mut *tx, user.as_str()).await?;
+            EventState::Applied
+        } else {
+            EventState::Skipped
+        }
+    };
+    if let Some(e) = event {
+        db::events::finish(&mut *tx, &e.id, outcome, Some(user.as_str()), Some(customer), now).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(
+        user.id = %user,
+        subscription = %snapshot.id,
+        status = snapshot.status.as_str(),
+        outcome = outcome.as_str(),
+        "subscription synced"
+    );
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stored_row(
+    state: &AppState,
+    s: &SubscriptionSnapshot,
+    previous: Option<&StoredSubscription>,
+    user: &UserId,
+    watermark: i64,
+    action_required: Option<bool>,
+    failed_at: i64,
+    now: i64,
+) -> StoredSubscription {
+    let past_due_since = (s.status == StripeStatus::PastDue).then(|| {
+        previous
+            .filter(|p| p.stripe_status == StripeStatus::PastDue)
+            .and_then(|p| p.past_due_since)
+            .unwrap_or(failed_at)
+    });
+    let still_unpaid = matches!(s.status, StripeStatus::PastDue | StripeStatus::Incomplete | StripeStatus::Unpaid);
+    let action_required = still_unpaid && action_required.unwrap_or_else(|| previous.is_some_and(|p| p.action_required));
+    StoredSubscription {
+        id: s.id.to_string(),
+        user_id: user.to_string(),
+        customer_id: s.customer.to_string(),
+        stripe_status: s.status,
+        price_id: s.price_id.clone(),
+        plan: state.prices.plan_of(s.price_id.as_deref(), s.interval.as_deref()),
+        current_period_end: s.current_period_end.map(|t| t.timestamp()),
+        cancel_at_period_end: s.cancel_at_period_end,
+        pause_collection: s.pause_collection,
+        past_due_since,
+        action_required,
+        created: s.created.timestamp(),
+        watermark: previous.map_or(watermark, |p| p.watermark.max(watermark)),
+        updated_at: now,
+    }
+}
+
+/// Applies a completed Checkout Session: links its customer to the user it names, then fetches and
+/// writes its subscription. Used by the webhook and by the success-page sync (`event` = `None`).
+pub async fn apply_checkout_session(state: &AppState, info: &CheckoutInfo, event: Option<&EventEnvelope>, watermark: i64) -> Result<EventState, AppError> {
+    let now = Utc::now().timestamp();
+    let (Some(customer), Some(user_raw)) = (info.customer.as_deref(), info.user_id.as_deref()) else {
+        return match event {
+            Some(e) => finish_alone(state, &e.id, EventState::Ignored, None, info.customer.as_deref()).await,
+            None => Ok(EventState::Ignored),
+        };
+    };
+    let mut tx = state.db.begin_write().await?;
+    let matched = resolve_user(state, &mut tx, customer, Some(user_raw)).await?;
+    let user = match matched {
+        Match::User(u) if u.as_str() == user_raw => u,
+        _ => {
+            if let Some(e) = event {
+                db::events::finish(&mut *tx, &e.id, EventState::Unmatched, None, Some(customer), now).await?;
+            }
+            tx.commit().await?;
+            return Ok(EventState::Unmatched);
+        }
+    };
+    db::checkout::close(&mut *tx, &info.id, "complete").await?;
+    tx.commit().await?;
+    match info.subscription_id.as_deref() {
+        Some(sub) => refetch_and_write(state, sub, event, watermark, Some(user.as_str()), None).await,
+        None => match event {
+            Some(e) => finish_alone(state, &e.id, EventState::Applied, Some(user.as_str()), Some(customer)).await,
+            None => Ok(EventState::Applied),
+        },
+    }
+}
+
+async fn link_from_customer_object(state: &AppState, event: &EventEnvelope) -> Result<EventState, AppError> {
+    let customer = objects::customer_of(&event.kind, &event.object);
+    let hint = objects::object_user_id(&event.object);
+    let (Some(customer), Some(_)) = (customer.as_deref(), hint.as_deref()) else {
+        return finish_alone(state, &event.id, EventState::Ignored, None, customer.as_deref()).await;
+    };
+    let now = Utc::now().timestamp();
+    let mut tx = state.db.begin_write().await?;
+    let outcome = match resolve_user(state, &mut tx, customer, hint.as_deref()).await? {
+        Match::User(u) => {
+            db::events::finish(&mut *tx, &event.id, EventState::Applied, Some(u.as_str()), Some(customer), now).await?;
+            EventState::Applied
+        }
+        Match::Nobody => {
+            db::events::finish(&mut *tx, &event.id, EventState::Ignored, None, Some(customer), now).await?;
+            EventState::Ignored
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Writes a subscription just fetched from Stripe (the sync command): fresh, so it always wins.
+pub async fn write_fetched(state: &AppState, subscription: &serde_json::Value, user_hint: Option<&str>) -> Result<EventState, AppError> {
+    let snapshot = objects::subscription(subscription).map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
+    let watermark = sqlx::query_scalar::<_, i64>("SELECT watermark FROM subscriptions WHERE id = $1")
+        .bind(snapshot.id.as_str())
+        .fetch_optional(&state.db.pool)
+        .await?
+        .unwrap_or(0);
+    write_snapshot(state, &snapshot, None, watermark, true, user_hint, None).await
+}

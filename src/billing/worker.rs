@@ -1,0 +1,64 @@
+//! Background work: retrying events whose processing failed (with back-off, until dead-lettered),
+//! applying requeued unmatched events, and reading Stripe's Events API for missed deliveries.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::billing::{apply, sync};
+use crate::db;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Applies every event that is due now. Returns how many were attempted.
+pub async fn run_due(state: &AppState) -> Result<usize, AppError> {
+    let mut attempted = 0;
+    loop {
+        let ids = db::events::due(&state.db.pool, Utc::now().timestamp(), 100).await?;
+        if ids.is_empty() {
+            return Ok(attempted);
+        }
+        let batch = ids.len();
+        for id in ids {
+            apply::process(state, &id, false).await?;
+            attempted += 1;
+        }
+        // A short batch means the queue is drained (failures are rescheduled into the future).
+        if batch < 100 || attempted >= 10_000 {
+            return Ok(attempted);
+        }
+    }
+}
+
+/// Starts the retry worker and the Events API catch-up as tasks of the current runtime.
+pub fn spawn(state: AppState) {
+    let interval = state.settings.worker_interval.to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
+    let worker_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = worker_state.wake.notified() => {}
+            }
+            if let Err(e) = run_due(&worker_state).await {
+                tracing::warn!(error = %e, "event worker pass failed; will try again");
+            }
+        }
+    });
+    let poll = state.settings.events_poll_interval.to_std().unwrap_or_default();
+    if poll.is_zero() || state.stripe.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(poll).await;
+            match sync::catch_up_events(&state).await {
+                Ok(report) if report.recorded > 0 => {
+                    tracing::warn!(seen = report.seen, recorded = report.recorded, "Events API catch-up found events the webhook missed");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "Events API catch-up failed; will try again"),
+            }
+        }
+    });
+}

@@ -1,0 +1,240 @@
+//! The `stripe_events` table: every verified event, its raw payload and what became of it.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventState {
+    /// Waiting to be applied.
+    Pending,
+    /// Applied to the store.
+    Applied,
+    /// Older than what the store has: recorded, not applied.
+    Skipped,
+    /// A type we do not use.
+    Ignored,
+    /// No user yet; applied when the customer gets linked.
+    Unmatched,
+    /// The last attempt failed; retried at `next_attempt_at`.
+    Failed,
+    /// Retries exhausted; waits for a replay.
+    Dead,
+    /// Live/test mode differs from our key's: recorded, never applied.
+    LivemodeMismatch,
+}
+
+impl EventState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Pending => "pending",
+            EventState::Applied => "applied",
+            EventState::Skipped => "skipped",
+            EventState::Ignored => "ignored",
+            EventState::Unmatched => "unmatched",
+            EventState::Failed => "failed",
+            EventState::Dead => "dead",
+            EventState::LivemodeMismatch => "livemode_mismatch",
+        }
+    }
+}
+
+/// An event to record.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    /// `evt_…`.
+    pub id: &'a str,
+    /// Its type.
+    pub kind: &'a str,
+    /// Stripe's `created`.
+    pub created: i64,
+    /// Live or test.
+    pub livemode: bool,
+    /// `webhook`, `events_api`.
+    pub source: &'a str,
+    /// The raw body.
+    pub payload: &'a str,
+    /// The customer it concerns, if any.
+    pub customer_id: Option<&'a str>,
+    /// The subscription it concerns, if any.
+    pub subscription_id: Option<&'a str>,
+    /// Initial state.
+    pub state: EventState,
+}
+
+/// Records the event unless its id is known. Returns whether it was new.
+pub async fn record<'c, E: Executor<'c, Database = Any>>(ex: E, e: &NewEvent<'_>, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(e.id)
+    .bind(e.kind)
+    .bind(e.created)
+    .bind(i64::from(e.livemode))
+    .bind(e.source)
+    .bind(e.payload)
+    .bind(e.customer_id)
+    .bind(e.subscription_id)
+    .bind(e.state.as_str())
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A recorded event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// `evt_…`.
+    pub id: String,
+    /// Its type.
+    pub kind: String,
+    /// Stripe's `created`.
+    pub created: i64,
+    /// Raw payload.
+    pub payload: String,
+    /// State name.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Customer, if any.
+    pub customer_id: Option<String>,
+    /// User, once matched.
+    pub user_id: Option<String>,
+    /// When received (unix seconds).
+    pub received_at: i64,
+}
+
+fn from_row(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        kind: row.try_get("type")?,
+        created: row.try_get("created")?,
+        payload: row.try_get("payload")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        customer_id: row.try_get("customer_id")?,
+        user_id: row.try_get("user_id")?,
+        received_at: row.try_get("received_at")?,
+    })
+}
+
+const COLUMNS: &str = "id, type, created, payload, state, attempts, last_error, customer_id, user_id, received_at";
+
+/// The event with that id.
+pub async fn find<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -> Result<Option<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM stripe_events WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Takes the lease on one event if it is waiting (pending, failed, or named for replay) and nobody
+/// else holds it. Several instances may race; exactly one wins. Returns whether we hold it.
+pub async fn claim<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str, now: i64, lease_secs: i64, replay: bool) -> Result<bool, sqlx::Error> {
+    let states = if replay { "('pending', 'failed', 'dead', 'unmatched')" } else { "('pending', 'failed')" };
+    let done = sqlx::query(&format!(
+        "UPDATE stripe_events SET locked_until = $1 WHERE id = $2 AND state IN {states} \
+         AND (locked_until IS NULL OR locked_until < $3)"
+    ))
+    .bind(now + lease_secs)
+    .bind(id)
+    .bind(now)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ids of events due for another attempt, oldest first.
+pub async fn due<'c, E: Executor<'c, Database = Any>>(ex: E, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM stripe_events WHERE state IN ('pending', 'failed') \
+         AND (next_attempt_at IS NULL OR next_attempt_at <= $1) AND (locked_until IS NULL OR locked_until < $1) \
+         ORDER BY created, id LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
+
+/// Records the outcome of an attempt and releases the lease.
+pub async fn finish<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &str,
+    state: EventState,
+    user_id: Option<&str>,
+    customer_id: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE stripe_events SET state = $1, user_id = COALESCE($2, user_id), customer_id = COALESCE($3, customer_id), \
+         processed_at = $4, locked_until = NULL, next_attempt_at = NULL, last_error = NULL WHERE id = $5",
+    )
+    .bind(state.as_str())
+    .bind(user_id)
+    .bind(customer_id)
+    .bind(now)
+    .bind(id)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: retried at `next_attempt_at`, or dead after `max_attempts`.
+pub async fn fail<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &str,
+    error: &str,
+    now: i64,
+    max_attempts: i64,
+) -> Result<EventState, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE stripe_events SET attempts = attempts + 1, last_error = $1, locked_until = NULL, \
+         state = CASE WHEN attempts + 1 >= $2 THEN 'dead' ELSE 'failed' END, \
+         next_attempt_at = $3 + (CASE WHEN attempts + 1 >= 12 THEN 3600 ELSE (1 << (attempts + 1)) END) \
+         WHERE id = $4 RETURNING state",
+    )
+    .bind(error)
+    .bind(max_attempts)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(ex)
+    .await?;
+    let state: Option<String> = row.map(|r| r.try_get("state")).transpose()?;
+    Ok(if state.as_deref() == Some("dead") { EventState::Dead } else { EventState::Failed })
+}
+
+/// Puts the unmatched events of a customer back in the queue (the customer was just linked).
+pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(ex: E, customer: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("UPDATE stripe_events SET state = 'pending', next_attempt_at = NULL WHERE state = 'unmatched' AND customer_id = $1")
+        .bind(customer)
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Events in the given states, newest first.
+pub async fn list_in_states<'c, E: Executor<'c, Database = Any>>(ex: E, states: &[&str], limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let list = states.iter().map(|s| format!("'{}'", s.replace('\'', ""))).collect::<Vec<_>>().join(", ");
+    sqlx::query(&format!("SELECT {COLUMNS} FROM stripe_events WHERE state IN ({list}) ORDER BY created DESC, id DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(ex)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// The newest `created` of any recorded event, where the Events API catch-up starts.
+pub async fn newest_created<'c, E: Executor<'c, Database = Any>>(ex: E) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT MAX(created) FROM stripe_events").fetch_one(ex).await
+}

@@ -1,0 +1,158 @@
+//! The `subscriptions` table and the entitlement derived from it.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Executor, Row};
+
+use crate::domain::{Entitlement, EntitlementStatus, InvalidValue, Plan, StripeStatus, SubscriptionId, UserId};
+
+use super::{from_unix, get_flag};
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// `sub_…`.
+    pub id: String,
+    /// Whose it is.
+    pub user_id: String,
+    /// `cus_…`.
+    pub customer_id: String,
+    /// Stripe's status.
+    pub stripe_status: StripeStatus,
+    /// The first item's price.
+    pub price_id: Option<String>,
+    /// The plan, when recognised.
+    pub plan: Option<Plan>,
+    /// Unix seconds.
+    pub current_period_end: Option<i64>,
+    /// Ends at the period end.
+    pub cancel_at_period_end: bool,
+    /// `pause_collection` set.
+    pub pause_collection: bool,
+    /// When the renewal failed (unix seconds), while past due.
+    pub past_due_since: Option<i64>,
+    /// A payment waits for 3-D Secure.
+    pub action_required: bool,
+    /// Stripe's `created` of the subscription.
+    pub created: i64,
+    /// Stripe's `created` of the newest event applied.
+    pub watermark: i64,
+    /// Unix seconds of our last write.
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, user_id, customer_id, stripe_status, price_id, plan, current_period_end, cancel_at_period_end, \
+                       pause_collection, past_due_since, action_required, created, watermark, updated_at";
+
+fn from_row(row: &AnyRow) -> Result<StoredSubscription, sqlx::Error> {
+    let decode = |column: &str, e: InvalidValue| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) };
+    Ok(StoredSubscription {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        customer_id: row.try_get("customer_id")?,
+        stripe_status: row.try_get::<String, _>("stripe_status")?.parse().map_err(|e| decode("stripe_status", e))?,
+        price_id: row.try_get("price_id")?,
+        plan: row.try_get::<Option<String>, _>("plan")?.map(|p| p.parse()).transpose().map_err(|e| decode("plan", e))?,
+        current_period_end: row.try_get("current_period_end")?,
+        cancel_at_period_end: get_flag(row, "cancel_at_period_end")?,
+        pause_collection: get_flag(row, "pause_collection")?,
+        past_due_since: row.try_get("past_due_since")?,
+        action_required: get_flag(row, "action_required")?,
+        created: row.try_get("created")?,
+        watermark: row.try_get("watermark")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The stored subscription with that id. On PostgreSQL the row is locked until the transaction ends,
+/// so writes to one subscription are serialised (SQLite transactions here are single-writer already).
+pub async fn find_for_update(conn: &mut AnyConnection, backend: super::Backend, id: &str) -> Result<Option<StoredSubscription>, sqlx::Error> {
+    let lock = if backend == super::Backend::Postgres { " FOR UPDATE" } else { "" };
+    sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1{lock}"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Every stored subscription of a user, newest first.
+pub async fn for_user<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str) -> Result<Vec<StoredSubscription>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE user_id = $1 ORDER BY created DESC, id DESC"))
+        .bind(user)
+        .fetch_all(ex)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Writes the subscription unless what is stored is newer: an insert, or an update when the stored
+/// watermark is older than this one (or equal, with `allow_equal`, for a fresh fetch from Stripe).
+/// Returns whether it was written.
+pub async fn upsert_if_newer<'c, E: Executor<'c, Database = Any>>(ex: E, s: &StoredSubscription, allow_equal: bool) -> Result<bool, sqlx::Error> {
+    let cmp = if allow_equal { "<=" } else { "<" };
+    let done = sqlx::query(&format!(
+        "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, customer_id = excluded.customer_id, \
+         stripe_status = excluded.stripe_status, price_id = excluded.price_id, plan = excluded.plan, \
+         current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, \
+         pause_collection = excluded.pause_collection, past_due_since = excluded.past_due_since, \
+         action_required = excluded.action_required, created = excluded.created, watermark = excluded.watermark, \
+         updated_at = excluded.updated_at \
+         WHERE subscriptions.watermark {cmp} excluded.watermark"
+    ))
+    .bind(&s.id)
+    .bind(&s.user_id)
+    .bind(&s.customer_id)
+    .bind(s.stripe_status.as_str())
+    .bind(s.price_id.clone())
+    .bind(s.plan.map(|p| p.as_str()))
+    .bind(s.current_period_end)
+    .bind(i64::from(s.cancel_at_period_end))
+    .bind(i64::from(s.pause_collection))
+    .bind(s.past_due_since)
+    .bind(i64::from(s.action_required))
+    .bind(s.created)
+    .bind(s.watermark)
+    .bind(s.updated_at)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets or clears the "payment needs authentication" flag.
+pub async fn set_action_required<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str, value: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE subscriptions SET action_required = $1 WHERE id = $2")
+        .bind(i64::from(value))
+        .bind(id)
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Derives the user's entitlement from their best subscription (a live one before an ended one, then
+/// the newest) and stores it; a user with no subscription keeps no entitlement row.
+pub async fn refresh_entitlement(conn: &mut AnyConnection, user: &UserId, now: i64) -> Result<Option<Entitlement>, sqlx::Error> {
+    let subs = for_user(&mut *conn, user.as_str()).await?;
+    let ended = |s: &StoredSubscription| matches!(s.stripe_status, StripeStatus::Canceled | StripeStatus::IncompleteExpired);
+    let Some(best) = subs.iter().find(|s| !ended(s)).or_else(|| subs.first()) else {
+        return Ok(None);
+    };
+    let (status, paused_by_status) = best.stripe_status.to_entitlement();
+    let entitlement = Entitlement {
+        status,
+        stripe_status: best.stripe_status,
+        pause_active: paused_by_status || (best.pause_collection && status != EntitlementStatus::Canceled),
+        plan: best.plan,
+        stripe_subscription_id: SubscriptionId::parse(&best.id).ok(),
+        current_period_end: best.current_period_end.map(from_unix),
+        cancel_at_period_end: best.cancel_at_period_end,
+        past_due_since: best.past_due_since.map(from_unix),
+        action_required: best.action_required,
+        updated_at: from_unix(now),
+    };
+    // Another user may hold this subscription id from an earlier link; the unique index would refuse.
+    super::entitlements::upsert(&mut *conn, user, &entitlement).await?;
+    Ok(Some(entitlement))
+}

@@ -1,0 +1,67 @@
+//! `POST /billing/webhook`: verify, record, then apply.
+//!
+//! 400 only for a signature that does not verify (nothing is stored); 413 over 1 MiB; 503 when the
+//! event cannot be recorded (Stripe will retry); 200 for every recorded event, whatever applying it
+//! did (a failure is ours to retry, by the background worker).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+
+use crate::billing::{apply, ingest};
+use crate::error::AppError;
+use crate::state::{AppState, Counters};
+use crate::stripe::signature;
+
+/// Largest webhook body accepted.
+pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+
+/// How long the request waits for the event to be applied before leaving it to the worker.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// The webhook route, with its own body limit.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/billing/webhook", post(receive))
+        .layer(axum::middleware::from_fn_with_state(WEBHOOK_BODY_LIMIT, super::middleware::limit_body))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+}
+
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, AppError> {
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    let now = chrono::Utc::now().timestamp();
+    if let Err(e) = signature::verify(header, &body, &state.settings.stripe.webhook_secrets, now) {
+        Counters::bump(&state.counters.signature_failures);
+        tracing::warn!(reason = e.label(), bytes = body.len(), "webhook refused: bad signature");
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"code": "invalid_signature", "message": e.to_string()}})),
+        )
+            .into_response());
+    }
+    let recorded = ingest::record(&state, &body, "webhook").await?;
+    if !recorded.new {
+        return Ok(axum::Json(json!({"received": true, "id": recorded.id, "duplicate": true})).into_response());
+    }
+    let id = recorded.id.clone();
+    let worker_state = state.clone();
+    // Applied in its own task: a slow Stripe re-fetch must not hold Stripe's delivery, and a dropped
+    // connection must not abandon the work half-way.
+    let task = tokio::spawn(async move { apply::process(&worker_state, &id, false).await });
+    let outcome = match tokio::time::timeout(APPLY_WAIT, task).await {
+        Ok(Ok(Ok(Some(state)))) => state.as_str(),
+        Ok(Ok(Ok(None))) => "in_progress",
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "event recorded; applying it failed and will be retried");
+            "pending"
+        }
+        Ok(Err(_)) | Err(_) => "pending",
+    };
+    Ok(axum::Json(json!({"received": true, "id": recorded.id, "state": outcome})).into_response())
+}
