@@ -1,0 +1,8 @@
+//! Integration tests: the simulator on port 0, driven over real HTTP by the real
+//! async-stripe client, plain form posts and a webhook receiver that verifies signatures.
+
+mod api;
+mod control;
+mod helpers;
+mod pages;
+mod webhooks;
