@@ -7,7 +7,9 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::config::{ConfigError, Settings, StripeMode};
+use msr_stripe_sim::{SimConfig, Simulator, WebhookEndpoint};
+
+use crate::config::{ConfigError, Secret, Settings, StripeMode};
 use crate::db::Db;
 use crate::domain::Policy;
 use crate::state::{AppState, Prices};
@@ -46,11 +48,13 @@ impl Application {
             .await
             .map_err(|source| StartupError::Bind { addr: settings.listen_addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.listen_addr.clone(), source })?.port();
+        let mut settings = settings;
+        fix_port_zero(&mut settings, port);
         let db = Db::connect(settings.database_url.expose(), settings.db_max_connections).await?;
         db.migrate().await?;
         announce(&settings, &db);
         let policy = Policy { past_due_grace: settings.past_due_grace };
-        let (stripe, prices) = stripe_client(&settings)?;
+        let (stripe, prices, sim) = stripe_client(&mut settings, port)?;
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -59,6 +63,7 @@ impl Application {
             prices,
             refetch: Arc::default(),
             counters: Arc::default(),
+            sim,
             wake: Arc::default(),
         };
         Ok(Application { listener, port, state })
@@ -94,10 +99,46 @@ impl Application {
     }
 }
 
-/// The Stripe client the settings ask for, and the plans' prices.
-fn stripe_client(settings: &Settings) -> Result<(Option<StripeApi>, Prices), StartupError> {
-    let prices = Prices { weekly: settings.stripe.price_weekly.clone(), monthly: settings.stripe.price_monthly.clone() };
+/// With `MSR_LISTEN_ADDR` on port 0 the default URLs name port 0; once bound, name the real port.
+fn fix_port_zero(settings: &mut Settings, port: u16) {
+    for url in [
+        &mut settings.public_url,
+        &mut settings.frontend_return_url,
+        &mut settings.frontend_cancel_url,
+        &mut settings.billing_portal_return_url,
+    ] {
+        if url.port() == Some(0) {
+            let _ = url.set_port(Some(port));
+        }
+    }
+}
+
+/// Where the embedded simulator is mounted in demo mode.
+pub const SIMULATOR_PATH: &str = "/_stripe";
+
+/// The Stripe client the settings ask for, the plans' prices, and in demo mode the simulator (whose
+/// webhook secret, made up here, joins the settings).
+fn stripe_client(settings: &mut Settings, port: u16) -> Result<(Option<StripeApi>, Prices, Option<Simulator>), StartupError> {
+    let mut prices = Prices { weekly: settings.stripe.price_weekly.clone(), monthly: settings.stripe.price_monthly.clone() };
     let timeout = settings.stripe_timeout.to_std().unwrap_or(std::time::Duration::from_secs(10));
+    if settings.stripe.mode == StripeMode::Simulated {
+        let secret = format!("whsec_sim_{:032x}", rand::random::<u128>());
+        let public = settings.public_url.as_str().trim_end_matches('/').to_owned();
+        let sim = Simulator::new(SimConfig {
+            webhook_endpoints: vec![WebhookEndpoint { url: format!("{public}/billing/webhook"), secret: secret.clone() }],
+            public_url: Some(format!("{public}{SIMULATOR_PATH}/")),
+            ..SimConfig::default()
+        });
+        settings.stripe.webhook_secrets.push(Secret::new(secret));
+        let plans = msr_stripe_sim::PlanSeed::defaults();
+        let price = |interval: &str| plans.iter().find(|p| p.interval == interval).map(|p| p.price_id.clone());
+        prices.weekly = prices.weekly.or_else(|| price("week"));
+        prices.monthly = prices.monthly.or_else(|| price("month"));
+        let base = format!("http://127.0.0.1:{port}{SIMULATOR_PATH}/");
+        let api = StripeApi::new("sk_test_simulated", Some(&base), settings.stripe_rate_limit, timeout)
+            .map_err(|e| ConfigError { var: "STRIPE_API_BASE".into(), message: e.to_string() })?;
+        return Ok((Some(api), prices, Some(sim)));
+    }
     match &settings.stripe.mode {
         StripeMode::Remote { api_key } => {
             let base = settings.stripe.api_base.as_ref().map(url::Url::as_str);
@@ -106,9 +147,9 @@ fn stripe_client(settings: &Settings) -> Result<(Option<StripeApi>, Prices), Sta
             if prices.weekly.is_none() || prices.monthly.is_none() {
                 tracing::warn!("STRIPE_PRICE_WEEKLY or STRIPE_PRICE_MONTHLY is unset: checkout for that plan answers 500");
             }
-            Ok((Some(api), prices))
+            Ok((Some(api), prices, None))
         }
-        StripeMode::Simulated | StripeMode::Disabled => Ok((None, prices)),
+        StripeMode::Simulated | StripeMode::Disabled => Ok((None, prices, None)),
     }
 }
 

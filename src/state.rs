@@ -27,6 +27,8 @@ pub struct AppState {
     pub refetch: Arc<Refetcher>,
     /// Counters operators watch.
     pub counters: Arc<Counters>,
+    /// The built-in Stripe simulator, in demo mode (served under `/_stripe/`).
+    pub sim: Option<msr_stripe_sim::Simulator>,
     /// Wakes the background worker (a customer was linked and its unmatched events are due).
     pub wake: Arc<tokio::sync::Notify>,
 }

@@ -221,7 +221,10 @@ async fn write_snapshot(
         let row = stored_row(state, snapshot, previous.as_ref(), &user, watermark, action_required, event.map_or(now, |e| e.created), now);
         if db::subscriptions::upsert_if_newer(&mut *tx, &row, true).await? {
             db::subscriptions::refresh_entitlement(&mut tx, &user, now).await?;
-            db::checkout::close_all_for_user(&mut *tx, user.as_str()).await?;
+            // A live subscription closes the user's open Checkout Sessions (an ended one leaves them).
+            if row.stripe_status.blocks_new_checkout() {
+                db::checkout::close_all_for_user(&mut tx, user.as_str()).await?;
+            }
             EventState::Applied
         } else {
             EventState::Skipped
@@ -300,7 +303,7 @@ pub async fn apply_checkout_session(state: &AppState, info: &CheckoutInfo, event
             return Ok(EventState::Unmatched);
         }
     };
-    db::checkout::close(&mut *tx, &info.id, "complete").await?;
+    db::checkout::close_all_for_user(&mut tx, user.as_str()).await?;
     tx.commit().await?;
     match info.subscription_id.as_deref() {
         Some(sub) => refetch_and_write(state, sub, event, watermark, Some(user.as_str()), None).await,

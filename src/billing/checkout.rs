@@ -95,6 +95,7 @@ pub async fn start(state: &AppState, user_id: &UserId, plan: Plan) -> Result<Che
     if let Some(open) = db::checkout::open_session(&state.db.pool, user_id.as_str(), plan.as_str(), now).await? {
         return Ok(CheckoutStarted { url: open.url, session_id: open.id });
     }
+    db::checkout::expire_stale(&state.db.pool, user_id.as_str(), now).await?;
     let customer = ensure_customer(state, &user).await?;
     let trial_days = (state.settings.trial_days > 0 && subscriptions.is_empty()).then_some(state.settings.trial_days);
     let success_url = with_session_placeholder(state.settings.frontend_return_url.as_str());
@@ -106,11 +107,12 @@ pub async fn start(state: &AppState, user_id: &UserId, plan: Plan) -> Result<Che
         cancel_url: state.settings.frontend_cancel_url.as_str(),
         trial_days,
     };
-    // Concurrent calls see the same count and so send the same key: Stripe answers both with one session.
-    let opened = db::checkout::count_sessions(&state.db.pool, user_id.as_str(), plan.as_str()).await?;
-    let purpose = format!("checkout:{user_id}:{plan}:{opened}");
+    // Concurrent calls send the same key, so Stripe answers all of them with one session; the attempt
+    // moves on when that session completes or expires, so the next checkout gets a new one.
+    let purpose = format!("checkout:{user_id}:{plan}");
     let created = with_idempotency(state, &purpose, |key| async move { api.create_checkout_session(&request, &key).await }).await?;
-    db::checkout::remember(&state.db.pool, &created.id, user_id.as_str(), plan.as_str(), &created.url, created.expires_at, now).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    db::checkout::remember(&mut conn, &created.id, user_id.as_str(), plan.as_str(), &created.url, created.expires_at, now).await?;
     tracing::info!(user.id = %user_id, session = %created.id, %plan, "checkout started");
     Ok(CheckoutStarted { url: created.url, session_id: created.id })
 }

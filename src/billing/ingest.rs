@@ -42,6 +42,12 @@ pub async fn record(state: &AppState, body: &[u8], source: &str) -> Result<Recor
             } else {
                 objects::id_of(&event.object, "subscription")
             };
+            let user_hint = event
+                .object
+                .get("client_reference_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .or_else(|| objects::object_user_id(&event.object));
             let new = db::events::record(
                 &state.db.pool,
                 &NewEvent {
@@ -53,6 +59,7 @@ pub async fn record(state: &AppState, body: &[u8], source: &str) -> Result<Recor
                     payload: &payload,
                     customer_id: customer.as_deref(),
                     subscription_id: subscription.as_deref(),
+                    user_hint: user_hint.as_deref(),
                     state: initial,
                 },
                 now,
@@ -74,6 +81,7 @@ pub async fn record(state: &AppState, body: &[u8], source: &str) -> Result<Recor
                     payload: &payload,
                     customer_id: None,
                     subscription_id: None,
+                    user_hint: None,
                     state: EventState::Ignored,
                 },
                 now,

@@ -26,6 +26,10 @@ pub async fn create(state: &AppState, id: &UserId, email: &Email) -> Result<(Use
         .await?
         .ok_or_else(|| AppError::Internal(format!("user {id} vanished right after its insert")))?;
     if inserted {
+        // Events that named this user before it existed can be applied now.
+        if db::events::requeue_unmatched_for_user(&mut *conn, id.as_str()).await? > 0 {
+            state.wake.notify_one();
+        }
         return Ok((user, Created::New));
     }
     if &user.email != email {

@@ -35,8 +35,8 @@ pub struct OpenCheckout {
 }
 
 /// Remembers a Checkout Session (the same id twice is fine: concurrent calls share one session).
-pub async fn remember<'c, E: Executor<'c, Database = Any>>(
-    ex: E,
+pub async fn remember(
+    conn: &mut sqlx::AnyConnection,
     id: &str,
     user: &str,
     plan: &str,
@@ -54,8 +54,13 @@ pub async fn remember<'c, E: Executor<'c, Database = Any>>(
     .bind(url)
     .bind(expires_at)
     .bind(now)
-    .execute(ex)
+    .execute(&mut *conn)
     .await?;
+    // The attempt row must exist for closing the session to move it on.
+    sqlx::query("INSERT INTO stripe_request_attempts (purpose, attempt) VALUES ($1, 1) ON CONFLICT (purpose) DO NOTHING")
+        .bind(format!("checkout:{user}:{plan}"))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -73,26 +78,36 @@ pub async fn open_session<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str
     row.map(|r| Ok(OpenCheckout { id: r.try_get("id")?, url: r.try_get("url")? })).transpose()
 }
 
-/// Marks a session complete (or expired), so the next checkout opens a new one.
-pub async fn close<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str, status: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE checkout_sessions SET status = $1 WHERE id = $2").bind(status).bind(id).execute(ex).await?;
-    Ok(())
-}
-
-/// Closes every open session of a user (they now have a subscription).
-pub async fn close_all_for_user<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE checkout_sessions SET status = 'complete' WHERE user_id = $1 AND status = 'open'")
+/// Closes the user's open sessions (`complete` once they subscribed, `expired` when Stripe expired
+/// them) and moves their Idempotency-Key attempts on, so the next checkout opens a new session.
+/// With `only_expired_before`, only sessions expiring before that time are closed.
+async fn close_where(conn: &mut sqlx::AnyConnection, user: &str, status: &str, only_expired_before: Option<i64>) -> Result<u64, sqlx::Error> {
+    let cutoff = only_expired_before.unwrap_or(i64::MAX);
+    sqlx::query(
+        "UPDATE stripe_request_attempts SET attempt = attempt + 1 WHERE purpose IN \
+         (SELECT 'checkout:' || user_id || ':' || plan FROM checkout_sessions \
+          WHERE user_id = $1 AND status = 'open' AND expires_at <= $2)",
+    )
+    .bind(user)
+    .bind(cutoff)
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query("UPDATE checkout_sessions SET status = $1 WHERE user_id = $2 AND status = 'open' AND expires_at <= $3")
+        .bind(status)
         .bind(user)
-        .execute(ex)
+        .bind(cutoff)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
-/// How many Checkout Sessions the user ever opened for a plan (part of the next one's Idempotency-Key).
-pub async fn count_sessions<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str, plan: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM checkout_sessions WHERE user_id = $1 AND plan = $2")
-        .bind(user)
-        .bind(plan)
-        .fetch_one(ex)
-        .await
+/// Closes every open session of a user: they now have a subscription.
+pub async fn close_all_for_user(conn: &mut sqlx::AnyConnection, user: &str) -> Result<u64, sqlx::Error> {
+    close_where(conn, user, "complete", None).await
+}
+
+/// Closes the user's sessions that Stripe has expired (or is about to).
+pub async fn expire_stale(pool: &sqlx::AnyPool, user: &str, now: i64) -> Result<u64, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    close_where(&mut conn, user, "expired", Some(now + 60)).await
 }

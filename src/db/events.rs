@@ -59,6 +59,8 @@ pub struct NewEvent<'a> {
     pub customer_id: Option<&'a str>,
     /// The subscription it concerns, if any.
     pub subscription_id: Option<&'a str>,
+    /// The user it names (`client_reference_id` or `metadata.user_id`), if any.
+    pub user_hint: Option<&'a str>,
     /// Initial state.
     pub state: EventState,
 }
@@ -66,8 +68,8 @@ pub struct NewEvent<'a> {
 /// Records the event unless its id is known. Returns whether it was new.
 pub async fn record<'c, E: Executor<'c, Database = Any>>(ex: E, e: &NewEvent<'_>, now: i64) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at, user_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
     )
     .bind(e.id)
     .bind(e.kind)
@@ -79,6 +81,7 @@ pub async fn record<'c, E: Executor<'c, Database = Any>>(ex: E, e: &NewEvent<'_>
     .bind(e.subscription_id)
     .bind(e.state.as_str())
     .bind(now)
+    .bind(e.user_hint)
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -200,7 +203,7 @@ pub async fn fail<'c, E: Executor<'c, Database = Any>>(
     let row = sqlx::query(
         "UPDATE stripe_events SET attempts = attempts + 1, last_error = $1, locked_until = NULL, \
          state = CASE WHEN attempts + 1 >= $2 THEN 'dead' ELSE 'failed' END, \
-         next_attempt_at = $3 + (CASE WHEN attempts + 1 >= 12 THEN 3600 ELSE (1 << (attempts + 1)) END) \
+         next_attempt_at = $3 + (CASE WHEN attempts + 1 >= 12 THEN 3600 ELSE (CAST(1 AS BIGINT) << CAST(attempts + 1 AS INTEGER)) END) \
          WHERE id = $4 RETURNING state",
     )
     .bind(error)
@@ -217,6 +220,15 @@ pub async fn fail<'c, E: Executor<'c, Database = Any>>(
 pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(ex: E, customer: &str) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("UPDATE stripe_events SET state = 'pending', next_attempt_at = NULL WHERE state = 'unmatched' AND customer_id = $1")
         .bind(customer)
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Puts the unmatched events that name a user back in the queue (the user was just created).
+pub async fn requeue_unmatched_for_user<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("UPDATE stripe_events SET state = 'pending', next_attempt_at = NULL WHERE state = 'unmatched' AND user_id = $1")
+        .bind(user)
         .execute(ex)
         .await?;
     Ok(done.rows_affected())

@@ -178,8 +178,10 @@ impl StripeApi {
                 .map_err(StripeCallError::from);
             let elapsed_ms = started.elapsed().as_millis() as u64;
             match result {
-                Err(StripeCallError::Api { status: 429, .. }) if attempt < RATE_LIMIT_RETRIES => {
-                    tracing::warn!(call = what, elapsed_ms, "Stripe rate limit (429); backing off");
+                // 429: over the rate limit. 409: the same Idempotency-Key is in flight (a concurrent
+                // call); its saved answer is ours once it finishes.
+                Err(StripeCallError::Api { status: status @ (409 | 429), .. }) if attempt < RATE_LIMIT_RETRIES => {
+                    tracing::warn!(call = what, elapsed_ms, status, "Stripe asked us to retry; backing off");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                 }

@@ -47,6 +47,9 @@ pub fn router(state: AppState) -> Router {
     }
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.settings.request_timeout.to_std().unwrap_or(std::time::Duration::from_secs(30));
+    if let Some(sim) = &state.sim {
+        app = app.nest_service(crate::startup::SIMULATOR_PATH, sim.router());
+    }
     app.merge(webhook::router())
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })

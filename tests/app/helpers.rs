@@ -98,7 +98,7 @@ pub fn base_env(db_url: &str) -> HashMap<String, String> {
 /// The running application under test.
 pub struct TestApp {
     pub address: String,
-    pub port: u16,
+
     pub client: reqwest::Client,
     pub state: AppState,
     pub db: TestDb,
@@ -141,7 +141,7 @@ impl TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        TestApp { address: format!("http://127.0.0.1:{port}"), port, client, state, db, stop: Some(stop), server: Some(server) }
+        TestApp { address: format!("http://127.0.0.1:{port}"), client, state, db, stop: Some(stop), server: Some(server) }
     }
 
     /// Stops serving and waits until in-flight requests are done; returns the database for a restart.
@@ -194,4 +194,118 @@ pub async fn assert_error(response: Response, status: u16, code: &str) -> serde_
     assert_eq!(body["error"]["code"], code, "error code in {body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
     body
+}
+
+/// The webhook secret the test apps and simulators share.
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
+
+/// The app wired to its own Stripe simulator over real HTTP: the simulator on port 0, the app's
+/// Stripe base pointing at it, the simulator's webhooks signed and sent to the app.
+pub struct StripeApp {
+    pub app: TestApp,
+    pub stripe: msr_stripe_sim::SimHandle,
+}
+
+impl std::ops::Deref for StripeApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl StripeApp {
+    pub async fn spawn() -> StripeApp {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> StripeApp {
+        let config = msr_stripe_sim::SimConfig {
+            webhook_backoff: std::time::Duration::from_millis(100),
+            webhook_timeout: std::time::Duration::from_secs(10),
+            ..Default::default()
+        };
+        let stripe = msr_stripe_sim::Simulator::spawn(config, "127.0.0.1:0".parse().unwrap()).await.expect("simulator");
+        let plans = msr_stripe_sim::PlanSeed::defaults();
+        let price = |interval: &str| plans.iter().find(|p| p.interval == interval).unwrap().price_id.clone();
+        let (weekly, monthly) = (price("week"), price("month"));
+        let mut env: Vec<(&str, &str)> = vec![
+            ("STRIPE_API_KEY", "sk_test_simulator"),
+            ("STRIPE_API_BASE", &stripe.base_url),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("STRIPE_PRICE_WEEKLY", &weekly),
+            ("STRIPE_PRICE_MONTHLY", &monthly),
+            ("MSR_DEBUG", "true"),
+            ("MSR_WORKER_INTERVAL", "1s"),
+            ("MSR_EVENTS_POLL_INTERVAL", "0"),
+        ];
+        env.extend_from_slice(vars);
+        let app = TestApp::spawn_with(&env).await;
+        stripe.sim.set_webhook_endpoints(vec![msr_stripe_sim::WebhookEndpoint {
+            url: format!("{}/billing/webhook", app.address),
+            secret: WEBHOOK_SECRET.into(),
+        }]);
+        StripeApp { app, stripe }
+    }
+
+    pub fn sim(&self) -> &msr_stripe_sim::Simulator {
+        &self.stripe.sim
+    }
+
+    /// Waits until the simulator has delivered everything (retries included).
+    pub async fn settle(&self) {
+        assert!(self.sim().wait_for_deliveries(std::time::Duration::from_secs(30)).await, "deliveries did not finish");
+    }
+
+    pub async fn checkout(&self, user: &str, plan: &str) -> Response {
+        self.request(Method::POST, "/billing/checkout")
+            .header("X-User-Id", user)
+            .json(&serde_json::json!({"plan": plan}))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A user who went through Checkout and paid with the given card; returns the subscription id.
+    pub async fn subscribed(&self, user: &str, plan: &str, card: msr_stripe_sim::TestCard) -> String {
+        self.create_user(user, &format!("{user}@example.com")).await;
+        let started = json(self.checkout(user, plan).await).await;
+        let session = started["session_id"].as_str().expect("session id").to_owned();
+        let outcome = self.sim().pay_checkout(&session, card).await.expect("checkout paid");
+        self.settle().await;
+        let _ = outcome;
+        let session = self.sim().object(&session).expect("session");
+        session["subscription"].as_str().expect("subscription id").to_owned()
+    }
+
+    /// The entitlement answer: (HTTP status, body).
+    pub async fn entitled(&self, user: &str) -> (u16, serde_json::Value) {
+        let r = self.entitlement(user).await;
+        (r.status().as_u16(), json(r).await)
+    }
+
+    /// Posts a body to the webhook signed as Stripe would (or not at all).
+    pub async fn post_webhook(&self, body: &str, signature: Option<String>) -> Response {
+        let mut request = self.request(Method::POST, "/billing/webhook").header("content-type", "application/json").body(body.to_owned());
+        if let Some(sig) = signature {
+            request = request.header("Stripe-Signature", sig);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn count_events(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events").fetch_one(&self.state.db.pool).await.unwrap()
+    }
+
+    pub async fn event_state(&self, id: &str) -> Option<String> {
+        sqlx::query_scalar("SELECT state FROM stripe_events WHERE id = $1").bind(id).fetch_optional(&self.state.db.pool).await.unwrap()
+    }
+}
+
+/// `t=…,v1=…` for a body, signed with `secret` at `t`.
+pub fn sign(secret: &str, t: i64, body: &str) -> String {
+    format!("t={t},v1={}", msr_billing::stripe::signature::sign(secret, t, body.as_bytes()))
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
 }

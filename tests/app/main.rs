@@ -3,7 +3,9 @@
 
 mod helpers;
 
+mod billing;
 mod dev_routes;
 mod entitlement;
 mod process;
 mod service;
+mod webhook;
