@@ -2,6 +2,9 @@
 //! processes, the dev pages of the service and humans with curl use to drive the
 //! simulator — the clock, payment outcomes, faults, webhooks.
 
+// Handlers here return early with a ready response; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,16 +22,31 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/_sim/state", get(state))
         .route("/_sim/clock/advance", post(advance))
         .route("/_sim/subscriptions/{id}", get(subscription))
-        .route("/_sim/subscriptions/{id}/{action}", post(subscription_action))
-        .route("/_sim/customers/{id}/card", post(set_card).delete(remove_card))
-        .route("/_sim/customers/{id}/fail_next_renewal", post(customer_fail_next))
+        .route(
+            "/_sim/subscriptions/{id}/{action}",
+            post(subscription_action),
+        )
+        .route(
+            "/_sim/customers/{id}/card",
+            post(set_card).delete(remove_card),
+        )
+        .route(
+            "/_sim/customers/{id}/fail_next_renewal",
+            post(customer_fail_next),
+        )
         .route("/_sim/checkout/{id}/pay", post(pay_checkout))
         .route("/_sim/events", get(events))
         .route("/_sim/events/{id}/redeliver", post(redeliver))
-        .route("/_sim/faults", get(faults).post(set_faults).delete(clear_faults))
+        .route(
+            "/_sim/faults",
+            get(faults).post(set_faults).delete(clear_faults),
+        )
         .route("/_sim/deliveries", get(deliveries))
         .route("/_sim/deliveries/flush", post(flush))
-        .route("/_sim/webhook_endpoints", get(endpoints).post(set_endpoints))
+        .route(
+            "/_sim/webhook_endpoints",
+            get(endpoints).post(set_endpoints),
+        )
         .with_state(sim)
 }
 
@@ -74,7 +92,9 @@ async fn advance(State(sim): State<Simulator>, body: String) -> Response {
     match (a.seconds, a.to) {
         (Some(s), None) => sim.advance_clock(s).await,
         (None, Some(Value::String(t))) if t == "next_renewal" => {
-            let Some(sub) = a.subscription else { return bad("`subscription` is required with to=next_renewal") };
+            let Some(sub) = a.subscription else {
+                return bad("`subscription` is required with to=next_renewal");
+            };
             if sim.advance_to_next_renewal(&sub).await.is_none() {
                 return bad(&format!("{sub} has no upcoming renewal"));
             }
@@ -83,7 +103,11 @@ async fn advance(State(sim): State<Simulator>, body: String) -> Response {
             Some(t) => sim.advance_clock_to(t).await,
             None => return bad("`to` must be an integer timestamp"),
         },
-        _ => return bad("Send {\"seconds\": N}, {\"to\": UNIX} or {\"to\": \"next_renewal\", \"subscription\": \"sub_...\"}"),
+        _ => {
+            return bad(
+                "Send {\"seconds\": N}, {\"to\": UNIX} or {\"to\": \"next_renewal\", \"subscription\": \"sub_...\"}",
+            );
+        }
     }
     let emitted: Vec<Value> = sim.read(|st| {
         st.events[events_before.min(st.events.len())..]
@@ -115,7 +139,13 @@ async fn subscription_action(
         "end_trial" => st.end_trial_now(&id),
         "cancel" => {
             if v["at_period_end"].as_bool().unwrap_or(false) {
-                st.update_subscription(&id, SubscriptionUpdate { cancel_at_period_end: Some(true), ..Default::default() })
+                st.update_subscription(
+                    &id,
+                    SubscriptionUpdate {
+                        cancel_at_period_end: Some(true),
+                        ..Default::default()
+                    },
+                )
             } else {
                 st.cancel_subscription(&id)
             }
@@ -125,14 +155,24 @@ async fn subscription_action(
             let resumes_at = v["resumes_at"].as_i64();
             st.update_subscription(
                 &id,
-                SubscriptionUpdate { pause_collection: Some(Some((behavior, resumes_at))), ..Default::default() },
+                SubscriptionUpdate {
+                    pause_collection: Some(Some((behavior, resumes_at))),
+                    ..Default::default()
+                },
             )
         }
-        "unpause" => {
-            st.update_subscription(&id, SubscriptionUpdate { pause_collection: Some(None), ..Default::default() })
-        }
+        "unpause" => st.update_subscription(
+            &id,
+            SubscriptionUpdate {
+                pause_collection: Some(None),
+                ..Default::default()
+            },
+        ),
         "resume" => st.resume_subscription(&id),
-        other => Err(StripeError::invalid_param("action", &format!("Unknown action {other}."))),
+        other => Err(StripeError::invalid_param(
+            "action",
+            &format!("Unknown action {other}."),
+        )),
     });
     match result {
         Ok(()) => ok(sim.subscription(&id).unwrap_or(Value::Null)),
@@ -170,7 +210,11 @@ async fn customer_fail_next(State(sim): State<Simulator>, Path(id): Path<String>
     }
 }
 
-async fn pay_checkout(State(sim): State<Simulator>, Path(id): Path<String>, body: String) -> Response {
+async fn pay_checkout(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -184,9 +228,10 @@ async fn pay_checkout(State(sim): State<Simulator>, Path(id): Path<String>, body
         }
     };
     match result {
-        Ok(CheckoutOutcome::Completed { redirect, subscription }) => {
-            ok(json!({"status": "complete", "redirect": redirect, "subscription": subscription}))
-        }
+        Ok(CheckoutOutcome::Completed {
+            redirect,
+            subscription,
+        }) => ok(json!({"status": "complete", "redirect": redirect, "subscription": subscription})),
         Ok(CheckoutOutcome::RequiresAction { subscription }) => (
             StatusCode::PAYMENT_REQUIRED,
             axum::Json(json!({"status": "requires_action", "subscription": subscription})),

@@ -141,7 +141,15 @@ impl Deliverer {
         }
         let (paused, reorder, delay) = {
             let mut f = lock(&self.faults);
-            (f.paused, if f.paused { None } else { f.reorder_next.take() }, f.delay)
+            (
+                f.paused,
+                if f.paused {
+                    None
+                } else {
+                    f.reorder_next.take()
+                },
+                f.delay,
+            )
         };
         if paused {
             lock(&self.held).extend(batch);
@@ -204,7 +212,10 @@ impl Deliverer {
             let mut firsts = Vec::new();
             for ep in &endpoints {
                 for _ in 0..copies {
-                    firsts.push(self.clone().deliver_with_retries(job.event.clone(), ep.clone()));
+                    firsts.push(
+                        self.clone()
+                            .deliver_with_retries(job.event.clone(), ep.clone()),
+                    );
                 }
             }
             // Wait for every first attempt; retries continue in their own tasks.
@@ -212,7 +223,10 @@ impl Deliverer {
             if duplicate {
                 let again: Vec<_> = endpoints
                     .iter()
-                    .map(|ep| self.clone().deliver_with_retries(job.event.clone(), ep.clone()))
+                    .map(|ep| {
+                        self.clone()
+                            .deliver_with_retries(job.event.clone(), ep.clone())
+                    })
                     .collect();
                 futures::future::join_all(again).await;
             }
@@ -251,22 +265,40 @@ impl Deliverer {
         let body = serde_json::to_string(event).unwrap_or_default();
         let now = wall_clock();
         let t = if stale { now - 600 } else { now };
-        let secret = if wrong { "whsec_simulator_wrong_secret" } else { ep.secret.as_str() };
+        let secret = if wrong {
+            "whsec_simulator_wrong_secret"
+        } else {
+            ep.secret.as_str()
+        };
         let header = signature_header(secret, t, body.as_bytes());
-        let body = if tamper { body.replacen("\"livemode\":false", "\"livemode\":true", 1) } else { body };
+        let body = if tamper {
+            body.replacen("\"livemode\":false", "\"livemode\":true", 1)
+        } else {
+            body
+        };
         let result = self
             .client
             .post(&ep.url)
             .header("content-type", "application/json")
             .header("stripe-signature", header)
-            .header("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks) msr-stripe-sim")
+            .header(
+                "user-agent",
+                "Stripe/1.0 (+https://stripe.com/docs/webhooks) msr-stripe-sim",
+            )
             .body(body)
             .send()
             .await;
         let event_id = event["id"].as_str().unwrap_or_default().to_string();
         let (status, error) = match &result {
             Ok(resp) => (Some(resp.status().as_u16()), None),
-            Err(e) => (None, Some(if e.is_timeout() { "timeout".to_string() } else { e.to_string() })),
+            Err(e) => (
+                None,
+                Some(if e.is_timeout() {
+                    "timeout".to_string()
+                } else {
+                    e.to_string()
+                }),
+            ),
         };
         let ok = status.is_some_and(|s| (200..300).contains(&s));
         tracing::debug!(event_id, endpoint = %ep.url, attempt, ?status, "webhook delivery");

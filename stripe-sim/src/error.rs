@@ -25,7 +25,14 @@ pub struct StripeError {
 
 impl StripeError {
     fn new(status: u16, kind: &'static str, code: Option<&'static str>, message: String) -> Self {
-        StripeError { status, kind, code, message, param: None, decline_code: None }
+        StripeError {
+            status,
+            kind,
+            code,
+            message,
+            param: None,
+            decline_code: None,
+        }
     }
 
     /// 404 for an id that does not exist.
@@ -42,8 +49,12 @@ impl StripeError {
 
     /// 400 for a malformed parameter.
     pub fn invalid_param(param: &str, message: &str) -> Self {
-        let mut e =
-            Self::new(400, "invalid_request_error", Some("parameter_invalid"), message.to_string());
+        let mut e = Self::new(
+            400,
+            "invalid_request_error",
+            Some("parameter_invalid"),
+            message.to_string(),
+        );
         e.param = Some(param.to_string());
         e
     }
@@ -67,7 +78,12 @@ impl StripeError {
 
     /// 402 card declined.
     pub fn card_declined(message: &str) -> Self {
-        let mut e = Self::new(402, "card_error", Some("card_declined"), message.to_string());
+        let mut e = Self::new(
+            402,
+            "card_error",
+            Some("card_declined"),
+            message.to_string(),
+        );
         e.decline_code = Some("generic_decline");
         e
     }
@@ -138,9 +154,12 @@ impl StripeError {
 
     /// The JSON envelope.
     pub fn body(&self) -> Value {
-        let doc = self
-            .code
-            .map(|c| format!("https://stripe.com/docs/error-codes/{}", c.replace('_', "-")));
+        let doc = self.code.map(|c| {
+            format!(
+                "https://stripe.com/docs/error-codes/{}",
+                c.replace('_', "-")
+            )
+        });
         let mut inner = json!({
             "type": self.kind,
             "code": self.code,

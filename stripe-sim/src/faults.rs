@@ -84,7 +84,11 @@ pub struct CountedFault {
 
 impl CountedFault {
     fn matches(&self, path: &str) -> bool {
-        self.remaining > 0 && self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        self.remaining > 0
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| path.starts_with(p))
     }
 }
 
@@ -123,15 +127,25 @@ impl FaultState {
             Fault::ConcurrentCopies { copies } => self.concurrent_copies = Some(copies.max(1)),
             Fault::ReverseNextBatch => self.reorder_next = Some(Reorder::Reverse),
             Fault::ShuffleNextBatch => self.reorder_next = Some(Reorder::Shuffle),
-            Fault::DelayDeliveries { delay_ms } => self.delay = Some(Duration::from_millis(delay_ms)),
+            Fault::DelayDeliveries { delay_ms } => {
+                self.delay = Some(Duration::from_millis(delay_ms))
+            }
             Fault::StaleSignature => self.stale_signature = true,
             Fault::TamperBody => self.tamper_body = true,
             Fault::WrongSecret => self.wrong_secret = true,
             Fault::PauseDeliveries => self.paused = true,
             Fault::ApiErrors { count, path_prefix } => {
-                self.api_errors.push(CountedFault { remaining: count, path_prefix, delay: None });
+                self.api_errors.push(CountedFault {
+                    remaining: count,
+                    path_prefix,
+                    delay: None,
+                });
             }
-            Fault::ApiHang { count, path_prefix, delay_ms } => self.api_hangs.push(CountedFault {
+            Fault::ApiHang {
+                count,
+                path_prefix,
+                delay_ms,
+            } => self.api_hangs.push(CountedFault {
                 remaining: count,
                 path_prefix,
                 delay: Some(Duration::from_millis(delay_ms)),
@@ -166,7 +180,10 @@ mod tests {
     #[test]
     fn counted_faults_respect_prefix_and_count() {
         let mut s = FaultState::default();
-        s.apply(Fault::ApiErrors { count: 2, path_prefix: Some("/v1/subscriptions".into()) });
+        s.apply(Fault::ApiErrors {
+            count: 2,
+            path_prefix: Some("/v1/subscriptions".into()),
+        });
         assert!(!s.take_api_error("/v1/customers"));
         assert!(s.take_api_error("/v1/subscriptions/sub_1"));
         assert!(s.take_api_error("/v1/subscriptions"));
@@ -175,8 +192,16 @@ mod tests {
 
     #[test]
     fn faults_parse_from_json() {
-        let f: Fault = serde_json::from_str(r#"{"kind":"api_hang","count":1,"delay_ms":50}"#).unwrap();
-        assert_eq!(f, Fault::ApiHang { count: 1, path_prefix: None, delay_ms: 50 });
+        let f: Fault =
+            serde_json::from_str(r#"{"kind":"api_hang","count":1,"delay_ms":50}"#).unwrap();
+        assert_eq!(
+            f,
+            Fault::ApiHang {
+                count: 1,
+                path_prefix: None,
+                delay_ms: 50
+            }
+        );
         let f: Fault = serde_json::from_str(r#"{"kind":"reverse_next_batch"}"#).unwrap();
         assert_eq!(f, Fault::ReverseNextBatch);
     }

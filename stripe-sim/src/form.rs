@@ -103,8 +103,10 @@ impl Node {
                     out.extend(appended.into_iter().map(Node::into_value));
                     Value::Array(out)
                 } else {
-                    let map: Map<String, Value> =
-                        children.into_iter().map(|(k, v)| (k, v.into_value())).collect();
+                    let map: Map<String, Value> = children
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_value()))
+                        .collect();
                     Value::Object(map)
                 }
             }
@@ -263,9 +265,10 @@ fn i64_at(v: Option<&Value>, key: &str) -> Result<Option<i64>, StripeError> {
 fn metadata_at(v: Option<&Value>, key: &str) -> Result<Option<MetadataUpdate>, StripeError> {
     match v {
         None => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => {
-            Ok(Some(MetadataUpdate { clear: true, ..MetadataUpdate::default() }))
-        }
+        Some(Value::String(s)) if s.is_empty() => Ok(Some(MetadataUpdate {
+            clear: true,
+            ..MetadataUpdate::default()
+        })),
         Some(Value::Object(map)) => {
             let mut update = MetadataUpdate::default();
             for (k, v) in map {
@@ -322,7 +325,10 @@ mod tests {
     #[test]
     fn empty_values_and_plus_signs_survive() {
         let v = parse("pause_collection=&email=a%2Bb%40x.io&name=A+B").unwrap();
-        assert_eq!(v, json!({"pause_collection": "", "email": "a+b@x.io", "name": "A B"}));
+        assert_eq!(
+            v,
+            json!({"pause_collection": "", "email": "a+b@x.io", "name": "A B"})
+        );
     }
 
     #[test]

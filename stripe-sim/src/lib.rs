@@ -85,7 +85,13 @@ impl Default for SimConfig {
 #[derive(Debug, Clone)]
 pub(crate) enum Idem {
     InFlight,
-    Done { fingerprint: String, status: u16, body: axum::body::Bytes, request_id: String, at: i64 },
+    Done {
+        fingerprint: String,
+        status: u16,
+        body: axum::body::Bytes,
+        request_id: String,
+        at: i64,
+    },
 }
 
 pub(crate) struct Inner {
@@ -105,12 +111,18 @@ pub struct Simulator {
 
 impl std::fmt::Debug for Simulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").field("now", &self.now()).finish_non_exhaustive()
+        f.debug_struct("Simulator")
+            .field("now", &self.now())
+            .finish_non_exhaustive()
     }
 }
 
 fn with_slash(url: &str) -> String {
-    if url.ends_with('/') { url.to_string() } else { format!("{url}/") }
+    if url.ends_with('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    }
 }
 
 impl Simulator {
@@ -118,7 +130,12 @@ impl Simulator {
     /// `http://127.0.0.1:12111/` until [`Simulator::set_public_url`] says otherwise.
     pub fn new(config: SimConfig) -> Simulator {
         let settings = Settings {
-            public_url: with_slash(config.public_url.as_deref().unwrap_or("http://127.0.0.1:12111/")),
+            public_url: with_slash(
+                config
+                    .public_url
+                    .as_deref()
+                    .unwrap_or("http://127.0.0.1:12111/"),
+            ),
             retry_delays: config.payment_retry_delays.clone(),
             after_retries: config.after_retries,
             finalize_delay: config.renewal_finalize_delay.max(0),
@@ -164,7 +181,10 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let base_url = format!("http://{local}/");
-        let public = config.public_url.clone().unwrap_or_else(|| base_url.clone());
+        let public = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| base_url.clone());
         let sim = Simulator::new(config);
         sim.set_public_url(&public);
         let app = sim.router();
@@ -177,7 +197,13 @@ impl Simulator {
                 tracing::error!(error = %e, "stripe simulator server stopped");
             }
         });
-        Ok(SimHandle { base_url, addr: local, sim, shutdown: Some(tx), task: Some(task) })
+        Ok(SimHandle {
+            base_url,
+            addr: local,
+            sim,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// Changes the base URL of hosted pages (for a caller that nests [`Simulator::router`]).
@@ -230,13 +256,24 @@ impl Simulator {
     }
 
     /// What pressing Pay on the hosted Checkout page does.
-    pub async fn pay_checkout(&self, session_id: &str, card: TestCard) -> Result<CheckoutOutcome, StripeError> {
-        self.mutate(RequestInfo::default(), |st| st.complete_checkout(session_id, Some(card)))
+    pub async fn pay_checkout(
+        &self,
+        session_id: &str,
+        card: TestCard,
+    ) -> Result<CheckoutOutcome, StripeError> {
+        self.mutate(RequestInfo::default(), |st| {
+            st.complete_checkout(session_id, Some(card))
+        })
     }
 
     /// Pays a trial checkout without a card (needs `payment_method_collection=if_required`).
-    pub async fn pay_checkout_without_card(&self, session_id: &str) -> Result<CheckoutOutcome, StripeError> {
-        self.mutate(RequestInfo::default(), |st| st.complete_checkout(session_id, None))
+    pub async fn pay_checkout_without_card(
+        &self,
+        session_id: &str,
+    ) -> Result<CheckoutOutcome, StripeError> {
+        self.mutate(RequestInfo::default(), |st| {
+            st.complete_checkout(session_id, None)
+        })
     }
 
     /// Switches a fault on.
@@ -269,7 +306,10 @@ impl Simulator {
     /// Event types emitted, oldest first (handy in assertions).
     pub fn event_types(&self) -> Vec<String> {
         self.read(|st| {
-            st.events.iter().map(|e| e["type"].as_str().unwrap_or_default().to_string()).collect()
+            st.events
+                .iter()
+                .map(|e| e["type"].as_str().unwrap_or_default().to_string())
+                .collect()
         })
     }
 
@@ -295,7 +335,9 @@ impl Simulator {
 
     /// Sends a stored event again to every endpoint; `false` if the id is unknown.
     pub async fn redeliver(&self, event_id: &str) -> bool {
-        let Some(ev) = self.read(|st| st.event(event_id).cloned()) else { return false };
+        let Some(ev) = self.read(|st| st.event(event_id).cloned()) else {
+            return false;
+        };
         self.inner.deliverer.enqueue(vec![ev]);
         true
     }
@@ -343,27 +385,46 @@ impl Simulator {
 
     /// Cancels now (as `DELETE /v1/subscriptions/{id}`).
     pub async fn cancel_subscription(&self, subscription: &str) -> Result<(), StripeError> {
-        self.mutate(RequestInfo::default(), |st| st.cancel_subscription(subscription))
+        self.mutate(RequestInfo::default(), |st| {
+            st.cancel_subscription(subscription)
+        })
     }
 
     /// Sets or clears `cancel_at_period_end`.
-    pub async fn cancel_at_period_end(&self, subscription: &str, on: bool) -> Result<(), StripeError> {
-        let u = engine::SubscriptionUpdate { cancel_at_period_end: Some(on), ..Default::default() };
-        self.mutate(RequestInfo::default(), |st| st.update_subscription(subscription, u))
+    pub async fn cancel_at_period_end(
+        &self,
+        subscription: &str,
+        on: bool,
+    ) -> Result<(), StripeError> {
+        let u = engine::SubscriptionUpdate {
+            cancel_at_period_end: Some(on),
+            ..Default::default()
+        };
+        self.mutate(RequestInfo::default(), |st| {
+            st.update_subscription(subscription, u)
+        })
     }
 
     /// Sets (`Some("void" | "keep_as_draft" | "mark_uncollectible")`) or clears `pause_collection`.
-    pub async fn pause_collection(&self, subscription: &str, behavior: Option<&str>) -> Result<(), StripeError> {
+    pub async fn pause_collection(
+        &self,
+        subscription: &str,
+        behavior: Option<&str>,
+    ) -> Result<(), StripeError> {
         let u = engine::SubscriptionUpdate {
             pause_collection: Some(behavior.map(|b| (b.to_string(), None))),
             ..Default::default()
         };
-        self.mutate(RequestInfo::default(), |st| st.update_subscription(subscription, u))
+        self.mutate(RequestInfo::default(), |st| {
+            st.update_subscription(subscription, u)
+        })
     }
 
     /// Resumes a `paused` subscription (as `POST /v1/subscriptions/{id}/resume`).
     pub async fn resume(&self, subscription: &str) -> Result<(), StripeError> {
-        self.mutate(RequestInfo::default(), |st| st.resume_subscription(subscription))
+        self.mutate(RequestInfo::default(), |st| {
+            st.resume_subscription(subscription)
+        })
     }
 
     /// A JSON summary: clock, customers, subscriptions, next due moment.
@@ -391,8 +452,15 @@ impl SimHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take() {
+            // Graceful shutdown waits for open connections; a client that keeps one
+            // alive must not hang the caller, so give up after a moment.
+            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
     }
 }

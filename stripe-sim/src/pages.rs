@@ -53,8 +53,10 @@ fn money(amount: i64, currency: &str) -> String {
 }
 
 fn date(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+    chrono::DateTime::from_timestamp(t, 0).map_or_else(
+        || t.to_string(),
+        |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 fn layout(title: &str, body: &str) -> String {
@@ -86,7 +88,11 @@ fn redirect(to: &str) -> Response {
 fn card_options(allow_none: bool) -> String {
     let mut s = String::new();
     for c in TestCard::ALL {
-        s.push_str(&format!("<option value=\"{}\">{}</option>", esc(c.as_str()), esc(c.label())));
+        s.push_str(&format!(
+            "<option value=\"{}\">{}</option>",
+            esc(c.as_str()),
+            esc(c.label())
+        ));
     }
     if allow_none {
         s.push_str("<option value=\"none\">No card (trial without payment method)</option>");
@@ -95,7 +101,10 @@ fn card_options(allow_none: bool) -> String {
 }
 
 fn form_fields(body: &str) -> HashMap<String, String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(body).unwrap_or_default().into_iter().collect()
+    serde_urlencoded::from_str::<Vec<(String, String)>>(body)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 // ------------------------------------------------------------------ checkout
@@ -115,13 +124,21 @@ fn checkout_view(sim: &Simulator, id: &str) -> Option<CheckoutView> {
     sim.read(|st| {
         let cs = st.checkout_sessions.get(id)?;
         let price = st.prices.get(&cs.price)?;
-        let product = st.products.get(&price.product).map(|p| p.name.clone()).unwrap_or_default();
+        let product = st
+            .products
+            .get(&price.product)
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         let every = if price.interval_count == 1 {
             price.interval.clone()
         } else {
             format!("{} {}s", price.interval_count, price.interval)
         };
-        let qty = if cs.quantity > 1 { format!(" × {}", cs.quantity) } else { String::new() };
+        let qty = if cs.quantity > 1 {
+            format!(" × {}", cs.quantity)
+        } else {
+            String::new()
+        };
         let email = cs
             .customer
             .as_ref()
@@ -132,11 +149,17 @@ fn checkout_view(sim: &Simulator, id: &str) -> Option<CheckoutView> {
         Some(CheckoutView {
             status: cs.status.clone(),
             product,
-            price_line: format!("{}{qty} / {every}", money(price.unit_amount, &price.currency)),
+            price_line: format!(
+                "{}{qty} / {every}",
+                money(price.unit_amount, &price.currency)
+            ),
             trial_days,
             email,
             cancel_url: cs.cancel_url.clone(),
-            success_url: cs.success_url.as_ref().map(|u| u.replace("{CHECKOUT_SESSION_ID}", id)),
+            success_url: cs
+                .success_url
+                .as_ref()
+                .map(|u| u.replace("{CHECKOUT_SESSION_ID}", id)),
             allow_no_card: trial_days.is_some() && cs.payment_method_collection == "if_required",
         })
     })
@@ -146,7 +169,10 @@ fn checkout_html(id: &str, v: &CheckoutView, notice: Option<(&str, &str)>) -> St
     let mut body = String::new();
     body.push_str(&format!("<h1>Subscribe to {}</h1>", esc(&v.product)));
     if let Some((class, text)) = notice {
-        body.push_str(&format!("<p class=\"{class}\" role=\"alert\">{}</p>", esc(text)));
+        body.push_str(&format!(
+            "<p class=\"{class}\" role=\"alert\">{}</p>",
+            esc(text)
+        ));
     }
     body.push_str(&format!(
         "<div class=\"card\"><p><strong>{}</strong></p><p>{}</p>",
@@ -154,7 +180,9 @@ fn checkout_html(id: &str, v: &CheckoutView, notice: Option<(&str, &str)>) -> St
         esc(&v.price_line)
     ));
     if let Some(d) = v.trial_days {
-        body.push_str(&format!("<p>{d}-day free trial — nothing is charged today.</p>"));
+        body.push_str(&format!(
+            "<p>{d}-day free trial — nothing is charged today.</p>"
+        ));
     }
     if let Some(e) = &v.email {
         body.push_str(&format!("<p>Customer: {}</p>", esc(e)));
@@ -181,7 +209,10 @@ fn checkout_html(id: &str, v: &CheckoutView, notice: Option<(&str, &str)>) -> St
             }
         }
         other => {
-            body.push_str(&format!("<p class=\"error\">This checkout session is {}.</p>", esc(other)));
+            body.push_str(&format!(
+                "<p class=\"error\">This checkout session is {}.</p>",
+                esc(other)
+            ));
             if let Some(u) = v.cancel_url.as_deref().and_then(safe_url) {
                 body.push_str(&format!("<p><a href=\"{}\">Back</a></p>", esc(u)));
             }
@@ -193,13 +224,25 @@ fn checkout_html(id: &str, v: &CheckoutView, notice: Option<(&str, &str)>) -> St
 async fn checkout_page(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {
     match checkout_view(&sim, &id) {
         Some(v) => page(StatusCode::OK, "Checkout", &checkout_html(&id, &v, None)),
-        None => page(StatusCode::NOT_FOUND, "Not found", "<h1>Checkout session not found</h1>"),
+        None => page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "<h1>Checkout session not found</h1>",
+        ),
     }
 }
 
-async fn checkout_submit(State(sim): State<Simulator>, Path(id): Path<String>, body: String) -> Response {
+async fn checkout_submit(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
     let Some(view) = checkout_view(&sim, &id) else {
-        return page(StatusCode::NOT_FOUND, "Not found", "<h1>Checkout session not found</h1>");
+        return page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "<h1>Checkout session not found</h1>",
+        );
     };
     let f = form_fields(&body);
     let action = f.get("action").map_or("pay", String::as_str);
@@ -208,7 +251,14 @@ async fn checkout_submit(State(sim): State<Simulator>, Path(id): Path<String>, b
         return page(
             StatusCode::PAYMENT_REQUIRED,
             "Checkout",
-            &checkout_html(&id, &view, Some(("error", &format!("{} ({})", e.message, e.code.unwrap_or_default())))),
+            &checkout_html(
+                &id,
+                &view,
+                Some((
+                    "error",
+                    &format!("{} ({})", e.message, e.code.unwrap_or_default()),
+                )),
+            ),
         );
     }
     let card = match f.get("card").map(String::as_str) {
@@ -228,7 +278,10 @@ async fn checkout_submit(State(sim): State<Simulator>, Path(id): Path<String>, b
     let result = sim.mutate(RequestInfo::default(), |st| st.complete_checkout(&id, card));
     let fresh = checkout_view(&sim, &id).unwrap_or(view);
     match result {
-        Ok(CheckoutOutcome::Completed { redirect: Some(url), .. }) if safe_url(&url).is_some() => redirect(&url),
+        Ok(CheckoutOutcome::Completed {
+            redirect: Some(url),
+            ..
+        }) if safe_url(&url).is_some() => redirect(&url),
         Ok(CheckoutOutcome::Completed { .. }) => page(
             StatusCode::OK,
             "Checkout",
@@ -256,7 +309,11 @@ async fn checkout_submit(State(sim): State<Simulator>, Path(id): Path<String>, b
                 Some(code) => format!("{} ({code})", e.message),
                 None => e.message.clone(),
             };
-            page(status, "Checkout", &checkout_html(&id, &fresh, Some(("error", &msg))))
+            page(
+                status,
+                "Checkout",
+                &checkout_html(&id, &fresh, Some(("error", &msg))),
+            )
         }
     }
 }
@@ -269,7 +326,11 @@ async fn portal_page(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let notice = q.get("msg").map(|m| {
-        let class = if q.get("ok").is_some_and(|v| v == "0") { "error" } else { "ok" };
+        let class = if q.get("ok").is_some_and(|v| v == "0") {
+            "error"
+        } else {
+            "ok"
+        };
         (class, m.clone())
     });
     let html = sim.read(|st| {
@@ -372,14 +433,27 @@ async fn portal_page(
     });
     match html {
         Some(body) => page(StatusCode::OK, "Billing portal", &body),
-        None => page(StatusCode::NOT_FOUND, "Not found", "<h1>Portal session not found</h1>"),
+        None => page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "<h1>Portal session not found</h1>",
+        ),
     }
 }
 
-async fn portal_submit(State(sim): State<Simulator>, Path(id): Path<String>, body: String) -> Response {
+async fn portal_submit(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
     let f = form_fields(&body);
-    let Some(customer) = sim.read(|st| st.portal_sessions.get(&id).map(|p| p.customer.clone())) else {
-        return page(StatusCode::NOT_FOUND, "Not found", "<h1>Portal session not found</h1>");
+    let Some(customer) = sim.read(|st| st.portal_sessions.get(&id).map(|p| p.customer.clone()))
+    else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "<h1>Portal session not found</h1>",
+        );
     };
     let action = f.get("action").cloned().unwrap_or_default();
     let sub = f.get("subscription").cloned().unwrap_or_default();
@@ -397,23 +471,48 @@ async fn portal_submit(State(sim): State<Simulator>, Path(id): Path<String>, bod
             return Err(StripeError::missing("subscription", &sub, "subscription"));
         }
         match action.as_str() {
-            "cancel_now" => st.cancel_subscription(&sub).map(|()| "Subscription canceled."),
+            "cancel_now" => st
+                .cancel_subscription(&sub)
+                .map(|()| "Subscription canceled."),
             "cancel_at_period_end" => st
-                .update_subscription(&sub, SubscriptionUpdate { cancel_at_period_end: Some(true), ..Default::default() })
+                .update_subscription(
+                    &sub,
+                    SubscriptionUpdate {
+                        cancel_at_period_end: Some(true),
+                        ..Default::default()
+                    },
+                )
                 .map(|()| "Subscription will cancel at the end of the period."),
             "undo_cancel" => st
-                .update_subscription(&sub, SubscriptionUpdate { cancel_at_period_end: Some(false), ..Default::default() })
+                .update_subscription(
+                    &sub,
+                    SubscriptionUpdate {
+                        cancel_at_period_end: Some(false),
+                        ..Default::default()
+                    },
+                )
                 .map(|()| "Cancellation withdrawn."),
             "pause" => st
                 .update_subscription(
                     &sub,
-                    SubscriptionUpdate { pause_collection: Some(Some(("void".into(), None))), ..Default::default() },
+                    SubscriptionUpdate {
+                        pause_collection: Some(Some(("void".into(), None))),
+                        ..Default::default()
+                    },
                 )
                 .map(|()| "Payment collection paused."),
             "unpause" => st
-                .update_subscription(&sub, SubscriptionUpdate { pause_collection: Some(None), ..Default::default() })
+                .update_subscription(
+                    &sub,
+                    SubscriptionUpdate {
+                        pause_collection: Some(None),
+                        ..Default::default()
+                    },
+                )
                 .map(|()| "Payment collection resumed."),
-            "resume" => st.resume_subscription(&sub).map(|()| "Subscription resumed."),
+            "resume" => st
+                .resume_subscription(&sub)
+                .map(|()| "Subscription resumed."),
             "switch_plan" => {
                 let Some(s) = st.subscriptions.get(&sub) else {
                     return Err(StripeError::missing("subscription", &sub, "subscription"));
@@ -422,7 +521,12 @@ async fn portal_submit(State(sim): State<Simulator>, Path(id): Path<String>, bod
                 let Some((item_id, current)) = item else {
                     return Err(StripeError::invalid_state("Subscription has no items."));
                 };
-                let Some(other) = st.prices.values().find(|p| p.active && p.id != current).map(|p| p.id.clone()) else {
+                let Some(other) = st
+                    .prices
+                    .values()
+                    .find(|p| p.active && p.id != current)
+                    .map(|p| p.id.clone())
+                else {
                     return Err(StripeError::invalid_state("There is no other plan."));
                 };
                 st.update_subscription(
@@ -452,7 +556,10 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_quotes() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]

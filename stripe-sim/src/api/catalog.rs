@@ -6,7 +6,11 @@ use super::{ApiRequest, ApiResult, list_page, one};
 use crate::Simulator;
 
 /// `GET /v1/products/{id}`.
-pub(crate) async fn retrieve_product(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn retrieve_product(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     sim.read(|st| one(st, &id, "product", &req.params))
 }
 
@@ -14,13 +18,21 @@ pub(crate) async fn retrieve_product(State(sim): State<Simulator>, Path(id): Pat
 pub(crate) async fn list_products(State(sim): State<Simulator>, req: ApiRequest) -> ApiResult {
     let p = req.params;
     sim.read(|st| {
-        let items = st.products.values().map(|x| (x.seq, x.id.clone())).collect();
+        let items = st
+            .products
+            .values()
+            .map(|x| (x.seq, x.id.clone()))
+            .collect();
         list_page(st, "/v1/products", items, &p)
     })
 }
 
 /// `GET /v1/prices/{id}`.
-pub(crate) async fn retrieve_price(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn retrieve_price(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     sim.read(|st| one(st, &id, "price", &req.params))
 }
 
@@ -36,7 +48,12 @@ pub(crate) async fn list_prices(State(sim): State<Simulator>, req: ApiRequest) -
         let items = st
             .prices
             .values()
-            .filter(|x| lookup_keys.is_empty() || x.lookup_key.as_ref().is_some_and(|k| lookup_keys.contains(k)))
+            .filter(|x| {
+                lookup_keys.is_empty()
+                    || x.lookup_key
+                        .as_ref()
+                        .is_some_and(|k| lookup_keys.contains(k))
+            })
             .filter(|x| active.is_none_or(|a| a == x.active))
             .filter(|x| product.as_ref().is_none_or(|pr| *pr == x.product))
             .filter(|x| currency.as_ref().is_none_or(|c| *c == x.currency))

@@ -11,7 +11,12 @@ use crate::form::Params;
 fn parse_new_checkout(p: &Params) -> Result<NewCheckout, StripeError> {
     match p.str("mode")?.as_deref() {
         Some("subscription") => {}
-        Some(_) => return Err(StripeError::invalid_param("mode", "The simulator supports mode=subscription only.")),
+        Some(_) => {
+            return Err(StripeError::invalid_param(
+                "mode",
+                "The simulator supports mode=subscription only.",
+            ));
+        }
         None => return Err(StripeError::missing_param("mode")),
     }
     let items = p.nested_list("line_items")?;
@@ -19,7 +24,10 @@ fn parse_new_checkout(p: &Params) -> Result<NewCheckout, StripeError> {
         return Err(if items.is_empty() {
             StripeError::missing_param("line_items")
         } else {
-            StripeError::invalid_param("line_items", "The simulator supports exactly one line item.")
+            StripeError::invalid_param(
+                "line_items",
+                "The simulator supports exactly one line item.",
+            )
         });
     };
     let price = item
@@ -28,7 +36,10 @@ fn parse_new_checkout(p: &Params) -> Result<NewCheckout, StripeError> {
         .ok_or_else(|| StripeError::missing_param("line_items[0][price]"))?;
     let quantity = item.i64("quantity")?.unwrap_or(1);
     if quantity < 1 {
-        return Err(StripeError::invalid_param("line_items[0][quantity]", "Quantity must be at least 1."));
+        return Err(StripeError::invalid_param(
+            "line_items[0][quantity]",
+            "Quantity must be at least 1.",
+        ));
     }
     let sub_data = p.nested("subscription_data")?.unwrap_or_default();
     let missing_pm = sub_data
@@ -50,7 +61,10 @@ fn parse_new_checkout(p: &Params) -> Result<NewCheckout, StripeError> {
     if let Some(v) = &pmc
         && !matches!(v.as_str(), "always" | "if_required")
     {
-        return Err(StripeError::invalid_param("payment_method_collection", "Must be always or if_required."));
+        return Err(StripeError::invalid_param(
+            "payment_method_collection",
+            "Must be always or if_required.",
+        ));
     }
     Ok(NewCheckout {
         customer: p.str("customer")?.filter(|s| !s.is_empty()),
@@ -58,8 +72,14 @@ fn parse_new_checkout(p: &Params) -> Result<NewCheckout, StripeError> {
         price,
         quantity,
         client_reference_id: p.str("client_reference_id")?.filter(|s| !s.is_empty()),
-        metadata: p.metadata("metadata")?.map(|m| m.into_map()).unwrap_or_default(),
-        subscription_metadata: sub_data.metadata("metadata")?.map(|m| m.into_map()).unwrap_or_default(),
+        metadata: p
+            .metadata("metadata")?
+            .map(|m| m.into_map())
+            .unwrap_or_default(),
+        subscription_metadata: sub_data
+            .metadata("metadata")?
+            .map(|m| m.into_map())
+            .unwrap_or_default(),
         trial_period_days: sub_data.i64("trial_period_days")?,
         missing_payment_method: missing_pm,
         payment_method_collection: pmc,
@@ -86,12 +106,20 @@ pub(crate) async fn create(State(sim): State<Simulator>, req: ApiRequest) -> Api
 }
 
 /// `GET /v1/checkout/sessions/{id}` (`expand[]=subscription`, `expand[]=customer`, ...).
-pub(crate) async fn retrieve(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn retrieve(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     sim.read(|st| one(st, &id, "checkout.session", &req.params))
 }
 
 /// `POST /v1/checkout/sessions/{id}/expire`.
-pub(crate) async fn expire(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn expire(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     let p = req.params;
     sim.mutate(req.info, |st| {
         st.expire_checkout_now(&id)?;

@@ -24,7 +24,8 @@ pub(crate) async fn create(State(sim): State<Simulator>, req: ApiRequest) -> Api
     let nc = new_customer(&p)?;
     let card = match p.str("payment_method")? {
         Some(pm) => Some(
-            TestCard::parse(&pm).ok_or_else(|| StripeError::missing("payment_method", &pm, "payment_method"))?,
+            TestCard::parse(&pm)
+                .ok_or_else(|| StripeError::missing("payment_method", &pm, "payment_method"))?,
         ),
         None => None,
     };
@@ -41,12 +42,20 @@ pub(crate) async fn create(State(sim): State<Simulator>, req: ApiRequest) -> Api
 }
 
 /// `GET /v1/customers/{id}`.
-pub(crate) async fn retrieve(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn retrieve(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     sim.read(|st| one(st, &id, "customer", &req.params))
 }
 
 /// `POST /v1/customers/{id}`.
-pub(crate) async fn update(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn update(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     let p = req.params;
     let nc = new_customer(&p)?;
     let default_pm = p

@@ -10,7 +10,10 @@ use crate::error::StripeError;
 /// `GET /v1/events/{id}`.
 pub(crate) async fn retrieve(State(sim): State<Simulator>, Path(id): Path<String>) -> ApiResult {
     sim.read(|st| {
-        st.event(&id).cloned().map(axum::Json).ok_or_else(|| StripeError::missing("event", &id, "id"))
+        st.event(&id)
+            .cloned()
+            .map(axum::Json)
+            .ok_or_else(|| StripeError::missing("event", &id, "id"))
     })
 }
 
@@ -27,7 +30,10 @@ pub(crate) async fn list(State(sim): State<Simulator>, req: ApiRequest) -> ApiRe
     let single = p.str("type")?;
     let types = p.str_list("types")?;
     if single.is_some() && !types.is_empty() {
-        return Err(StripeError::invalid_param("types", "You cannot specify both type and types."));
+        return Err(StripeError::invalid_param(
+            "types",
+            "You cannot specify both type and types.",
+        ));
     }
     let created = created_filter(&p)?;
     sim.read(|st| {
@@ -41,7 +47,12 @@ pub(crate) async fn list(State(sim): State<Simulator>, req: ApiRequest) -> ApiRe
                     && (types.is_empty() || types.iter().any(|s| type_matches(s, t)))
                     && created(e["created"].as_i64().unwrap_or_default())
             })
-            .map(|(i, e)| (u64::try_from(i).unwrap_or_default(), e["id"].as_str().unwrap_or_default().to_string()))
+            .map(|(i, e)| {
+                (
+                    u64::try_from(i).unwrap_or_default(),
+                    e["id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         list_page(st, "/v1/events", items, &p)
     })

@@ -37,7 +37,11 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
 /// `Authorization: Bearer sk_test_...` (or HTTP basic with the key as user, which
 /// Stripe also accepts). Live keys are refused: this is a test-mode simulator.
 pub(crate) async fn auth(req: Request, next: Next) -> Response {
-    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let key = if let Some(k) = header.strip_prefix("Bearer ") {
         k.trim().to_string()
     } else if let Some(b) = header.strip_prefix("Basic ") {
@@ -85,7 +89,14 @@ fn basic_user(b64: &str) -> Option<String> {
 }
 
 fn redact(key: &str) -> String {
-    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{}*********{tail}", key.chars().take(8).collect::<String>())
 }
 
@@ -94,7 +105,10 @@ pub(crate) async fn rate_limit(State(sim): State<Simulator>, req: Request, next:
     if lock(&sim.inner.faults).rate_limit {
         let now = Instant::now();
         let mut window = lock(&sim.inner.rate_window);
-        while window.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
             window.pop_front();
         }
         if window.len() >= sim.inner.rate_limit_per_second as usize {
@@ -110,7 +124,11 @@ pub(crate) async fn rate_limit(State(sim): State<Simulator>, req: Request, next:
 /// for byte (with `Idempotent-Replayed: true`) for 24 hours; other parameters under the
 /// same key are a 400 `idempotency_error`, a concurrent request a 409. As on Stripe,
 /// 400 validation errors are not saved, so a corrected request may reuse the key.
-pub(crate) async fn idempotency(State(sim): State<Simulator>, req: Request, next: Next) -> Response {
+pub(crate) async fn idempotency(
+    State(sim): State<Simulator>,
+    req: Request,
+    next: Next,
+) -> Response {
     let key = req
         .headers()
         .get("idempotency-key")
@@ -141,7 +159,12 @@ pub(crate) async fn idempotency(State(sim): State<Simulator>, req: Request, next
             Some(Idem::Done { fingerprint: f, .. }) if *f != fingerprint => {
                 return StripeError::idempotency_mismatch(&key).into_response();
             }
-            Some(Idem::Done { status, body, request_id, .. }) => {
+            Some(Idem::Done {
+                status,
+                body,
+                request_id,
+                ..
+            }) => {
                 return replay(*status, body.clone(), request_id);
             }
             None => {
@@ -149,9 +172,13 @@ pub(crate) async fn idempotency(State(sim): State<Simulator>, req: Request, next
             }
         }
     }
-    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let (resp_parts, resp_body) = resp.into_parts();
-    let body = axum::body::to_bytes(resp_body, 16 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(resp_body, 16 << 20)
+        .await
+        .unwrap_or_default();
     let status = resp_parts.status.as_u16();
     let request_id = resp_parts
         .headers
@@ -166,7 +193,13 @@ pub(crate) async fn idempotency(State(sim): State<Simulator>, req: Request, next
         } else {
             map.insert(
                 key,
-                Idem::Done { fingerprint, status, body: body.clone(), request_id, at: sim.now() },
+                Idem::Done {
+                    fingerprint,
+                    status,
+                    body: body.clone(),
+                    request_id,
+                    at: sim.now(),
+                },
             );
         }
     }

@@ -28,34 +28,57 @@ pub(crate) type ApiResult = Result<axum::Json<Value>, StripeError>;
 /// Every `/v1` route.
 pub(crate) fn router(sim: Simulator) -> Router {
     let v1 = Router::new()
-        .route("/v1/customers", post(customers::create).get(customers::list))
-        .route("/v1/customers/{id}", get(customers::retrieve).post(customers::update))
+        .route(
+            "/v1/customers",
+            post(customers::create).get(customers::list),
+        )
+        .route(
+            "/v1/customers/{id}",
+            get(customers::retrieve).post(customers::update),
+        )
         .route("/v1/products", get(catalog::list_products))
         .route("/v1/products/{id}", get(catalog::retrieve_product))
         .route("/v1/prices", get(catalog::list_prices))
         .route("/v1/prices/{id}", get(catalog::retrieve_price))
-        .route("/v1/checkout/sessions", post(checkout::create).get(checkout::list))
+        .route(
+            "/v1/checkout/sessions",
+            post(checkout::create).get(checkout::list),
+        )
         .route("/v1/checkout/sessions/{id}", get(checkout::retrieve))
         .route("/v1/checkout/sessions/{id}/expire", post(checkout::expire))
         .route("/v1/billing_portal/sessions", post(checkout::create_portal))
         .route("/v1/subscriptions", get(subscriptions::list))
         .route(
             "/v1/subscriptions/{id}",
-            get(subscriptions::retrieve).post(subscriptions::update).delete(subscriptions::cancel),
+            get(subscriptions::retrieve)
+                .post(subscriptions::update)
+                .delete(subscriptions::cancel),
         )
         .route("/v1/subscriptions/{id}/resume", post(subscriptions::resume))
         .route("/v1/invoices", get(subscriptions::list_invoices))
         .route("/v1/invoices/{id}", get(subscriptions::retrieve_invoice))
-        .route("/v1/payment_methods/{id}", get(customers::retrieve_payment_method))
+        .route(
+            "/v1/payment_methods/{id}",
+            get(customers::retrieve_payment_method),
+        )
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::retrieve))
         .route("/v1/{*rest}", axum::routing::any(unknown_route));
-    v1.layer(axum::middleware::from_fn_with_state(sim.clone(), middleware::faults))
-        .layer(axum::middleware::from_fn_with_state(sim.clone(), middleware::idempotency))
-        .layer(axum::middleware::from_fn_with_state(sim.clone(), middleware::rate_limit))
-        .layer(axum::middleware::from_fn(middleware::auth))
-        .layer(axum::middleware::from_fn(middleware::request_id))
-        .with_state(sim)
+    v1.layer(axum::middleware::from_fn_with_state(
+        sim.clone(),
+        middleware::faults,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        sim.clone(),
+        middleware::idempotency,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        sim.clone(),
+        middleware::rate_limit,
+    ))
+    .layer(axum::middleware::from_fn(middleware::auth))
+    .layer(axum::middleware::from_fn(middleware::request_id))
+    .with_state(sim)
 }
 
 async fn unknown_route(req: Request) -> StripeError {
@@ -74,7 +97,10 @@ impl<S: Send + Sync> FromRequest<S> for ApiRequest {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().unwrap_or_default().to_string();
         let info = RequestInfo {
-            id: req.extensions().get::<middleware::RequestId>().map(|r| r.0.clone()),
+            id: req
+                .extensions()
+                .get::<middleware::RequestId>()
+                .map(|r| r.0.clone()),
             idempotency_key: req
                 .headers()
                 .get("idempotency-key")
@@ -83,7 +109,9 @@ impl<S: Send + Sync> FromRequest<S> for ApiRequest {
         };
         let body = axum::body::to_bytes(req.into_body(), 1 << 20)
             .await
-            .map_err(|_| StripeError::invalid_param("body", "Request body too large or unreadable."))?;
+            .map_err(|_| {
+                StripeError::invalid_param("body", "Request body too large or unreadable.")
+            })?;
         let body = std::str::from_utf8(&body)
             .map_err(|_| StripeError::invalid_param("body", "Request body is not UTF-8."))?;
         // Body parameters win over query parameters, as the body is what POSTs mean.
@@ -115,7 +143,7 @@ pub(crate) fn list_page(
     mut items: Vec<(u64, String)>,
     p: &Params,
 ) -> ApiResult {
-    items.sort_by(|a, b| b.0.cmp(&a.0));
+    items.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
     let limit = match p.i64("limit")? {
         None => 10,
         Some(l) if (1..=100).contains(&l) => usize::try_from(l).unwrap_or(10),
@@ -132,21 +160,22 @@ pub(crate) fn list_page(
             .position(|(_, i)| i == id)
             .ok_or_else(|| StripeError::missing("object", id, param))
     };
-    let (page, has_more): (Vec<&(u64, String)>, bool) = if let Some(after) = p.str("starting_after")? {
-        let at = position("starting_after", &after)?;
-        let rest: Vec<_> = items.iter().skip(at + 1).collect();
-        let more = rest.len() > limit;
-        (rest.into_iter().take(limit).collect(), more)
-    } else if let Some(before) = p.str("ending_before")? {
-        let at = position("ending_before", &before)?;
-        let head: Vec<_> = items.iter().take(at).collect();
-        let more = head.len() > limit;
-        let skip = head.len().saturating_sub(limit);
-        (head.into_iter().skip(skip).collect(), more)
-    } else {
-        let more = items.len() > limit;
-        (items.iter().take(limit).collect(), more)
-    };
+    let (page, has_more): (Vec<&(u64, String)>, bool) =
+        if let Some(after) = p.str("starting_after")? {
+            let at = position("starting_after", &after)?;
+            let rest: Vec<_> = items.iter().skip(at + 1).collect();
+            let more = rest.len() > limit;
+            (rest.into_iter().take(limit).collect(), more)
+        } else if let Some(before) = p.str("ending_before")? {
+            let at = position("ending_before", &before)?;
+            let head: Vec<_> = items.iter().take(at).collect();
+            let more = head.len() > limit;
+            let skip = head.len().saturating_sub(limit);
+            (head.into_iter().skip(skip).collect(), more)
+        } else {
+            let more = items.len() > limit;
+            (items.iter().take(limit).collect(), more)
+        };
     let expand_paths: Vec<String> = p
         .str_list("expand")?
         .into_iter()
@@ -178,9 +207,14 @@ pub(crate) fn created_filter(p: &Params) -> Result<impl Fn(i64) -> bool + use<>,
                 let n = v
                     .as_str()
                     .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or_else(|| StripeError::invalid_param(&format!("created[{op}]"), "Invalid integer."))?;
+                    .ok_or_else(|| {
+                        StripeError::invalid_param(&format!("created[{op}]"), "Invalid integer.")
+                    })?;
                 if !matches!(op.as_str(), "gt" | "gte" | "lt" | "lte") {
-                    return Err(StripeError::invalid_param(&format!("created[{op}]"), "Unknown operator."));
+                    return Err(StripeError::invalid_param(
+                        &format!("created[{op}]"),
+                        "Unknown operator.",
+                    ));
                 }
                 bounds.push((op.clone(), n));
             }

@@ -9,7 +9,11 @@ use crate::error::StripeError;
 use crate::form::Params;
 
 /// `GET /v1/subscriptions/{id}`.
-pub(crate) async fn retrieve(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn retrieve(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     sim.read(|st| one(st, &id, "subscription", &req.params))
 }
 
@@ -26,7 +30,11 @@ pub(crate) async fn list(State(sim): State<Simulator>, req: ApiRequest) -> ApiRe
             .subscriptions
             .values()
             .filter(|s| customer.as_ref().is_none_or(|c| *c == s.customer))
-            .filter(|s| price.as_ref().is_none_or(|pr| s.items.iter().any(|i| i.price == *pr)))
+            .filter(|s| {
+                price
+                    .as_ref()
+                    .is_none_or(|pr| s.items.iter().any(|i| i.price == *pr))
+            })
             .filter(|s| match status.as_deref() {
                 None => s.status != "canceled",
                 Some("all") => true,
@@ -51,7 +59,9 @@ fn parse_update(p: &Params) -> Result<SubscriptionUpdate, StripeError> {
         Some(serde_json::Value::String(s)) if s.is_empty() => Some(None),
         Some(_) => {
             let pc = p.nested("pause_collection")?.unwrap_or_default();
-            let behavior = pc.required_str("behavior").map_err(|_| StripeError::missing_param("pause_collection[behavior]"))?;
+            let behavior = pc
+                .required_str("behavior")
+                .map_err(|_| StripeError::missing_param("pause_collection[behavior]"))?;
             Some(Some((behavior, pc.i64("resumes_at")?)))
         }
     };
@@ -78,7 +88,11 @@ fn parse_update(p: &Params) -> Result<SubscriptionUpdate, StripeError> {
 }
 
 /// `POST /v1/subscriptions/{id}`.
-pub(crate) async fn update(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn update(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     let p = req.params;
     let u = parse_update(&p)?;
     sim.mutate(req.info, |st| {
@@ -88,7 +102,11 @@ pub(crate) async fn update(State(sim): State<Simulator>, Path(id): Path<String>,
 }
 
 /// `DELETE /v1/subscriptions/{id}`: cancel now.
-pub(crate) async fn cancel(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn cancel(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     let p = req.params;
     sim.mutate(req.info, |st| {
         st.cancel_subscription(&id)?;
@@ -97,7 +115,11 @@ pub(crate) async fn cancel(State(sim): State<Simulator>, Path(id): Path<String>,
 }
 
 /// `POST /v1/subscriptions/{id}/resume`.
-pub(crate) async fn resume(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn resume(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     let p = req.params;
     sim.mutate(req.info, |st| {
         st.resume_subscription(&id)?;
@@ -106,7 +128,11 @@ pub(crate) async fn resume(State(sim): State<Simulator>, Path(id): Path<String>,
 }
 
 /// `GET /v1/invoices/{id}`.
-pub(crate) async fn retrieve_invoice(State(sim): State<Simulator>, Path(id): Path<String>, req: ApiRequest) -> ApiResult {
+pub(crate) async fn retrieve_invoice(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    req: ApiRequest,
+) -> ApiResult {
     sim.read(|st| one(st, &id, "invoice", &req.params))
 }
 

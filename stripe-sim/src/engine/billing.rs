@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Months};
 use super::render::diff;
 use super::{
-    CheckoutSession, Customer, Invoice, InvoiceLine, PauseCollection, PaymentMethod,
-    PortalSession, State, Subscription, SubscriptionItem, TestCard, new_id,
+    CheckoutSession, Customer, Invoice, InvoiceLine, PauseCollection, PaymentMethod, PortalSession,
+    State, Subscription, SubscriptionItem, TestCard, new_id,
 };
 use crate::error::StripeError;
 use crate::form::MetadataUpdate;
+use chrono::{DateTime, Months};
 
 /// Parameters of `POST /v1/customers`.
 #[derive(Debug, Clone, Default)]
@@ -111,8 +111,14 @@ pub(crate) fn add_interval(t: i64, interval: &str, count: i64) -> i64 {
         "day" => t + 86_400 * count,
         "week" => t + 7 * 86_400 * count,
         "month" | "year" => {
-            let months = if interval == "year" { 12 * count } else { count };
-            let Ok(months) = u32::try_from(months) else { return t + 30 * 86_400 * count };
+            let months = if interval == "year" {
+                12 * count
+            } else {
+                count
+            };
+            let Ok(months) = u32::try_from(months) else {
+                return t + 30 * 86_400 * count;
+            };
             DateTime::from_timestamp(t, 0)
                 .and_then(|d| d.checked_add_months(Months::new(months)))
                 .map_or(t + 30 * 86_400 * count, |d| d.timestamp())
@@ -194,7 +200,12 @@ impl State {
         Ok(())
     }
 
-    fn check_payment_method(&self, customer: &str, pm: &str, param: &str) -> Result<(), StripeError> {
+    fn check_payment_method(
+        &self,
+        customer: &str,
+        pm: &str,
+        param: &str,
+    ) -> Result<(), StripeError> {
         match self.payment_methods.get(pm) {
             Some(p) if p.customer.as_deref() == Some(customer) => Ok(()),
             Some(_) => Err(StripeError::invalid_param(
@@ -239,7 +250,12 @@ impl State {
         let created = self.time_for_customer(customer);
         self.payment_methods.insert(
             id.clone(),
-            PaymentMethod { id: id.clone(), created, customer: Some(customer.to_string()), card },
+            PaymentMethod {
+                id: id.clone(),
+                created,
+                customer: Some(customer.to_string()),
+                card,
+            },
         );
         id
     }
@@ -314,7 +330,11 @@ impl State {
             return Err(StripeError::missing("customer", c, "customer"));
         }
         if !self.prices.contains_key(&p.price) {
-            return Err(StripeError::missing("price", &p.price, "line_items[0][price]"));
+            return Err(StripeError::missing(
+                "price",
+                &p.price,
+                "line_items[0][price]",
+            ));
         }
         if let Some(d) = p.trial_period_days
             && !(1..=730).contains(&d)
@@ -326,12 +346,17 @@ impl State {
         }
         let id = new_id("cs_test_");
         let seq = self.next_seq();
-        let created = p.customer.as_deref().map_or_else(|| self.now(), |c| self.time_for_customer(c));
+        let created = p
+            .customer
+            .as_deref()
+            .map_or_else(|| self.now(), |c| self.time_for_customer(c));
         let session = CheckoutSession {
             id: id.clone(),
             seq,
             created,
-            expires_at: p.expires_at.unwrap_or(created + self.settings.checkout_expiry),
+            expires_at: p
+                .expires_at
+                .unwrap_or(created + self.settings.checkout_expiry),
             customer: p.customer,
             customer_email: p.customer_email,
             price: p.price,
@@ -340,8 +365,12 @@ impl State {
             metadata: p.metadata,
             subscription_metadata: p.subscription_metadata,
             trial_period_days: p.trial_period_days,
-            missing_payment_method: p.missing_payment_method.unwrap_or_else(|| "create_invoice".into()),
-            payment_method_collection: p.payment_method_collection.unwrap_or_else(|| "always".into()),
+            missing_payment_method: p
+                .missing_payment_method
+                .unwrap_or_else(|| "create_invoice".into()),
+            payment_method_collection: p
+                .payment_method_collection
+                .unwrap_or_else(|| "always".into()),
             success_url: p.success_url,
             cancel_url: p.cancel_url,
             status: "open".into(),
@@ -372,7 +401,9 @@ impl State {
         }
         let trial = cs.trial_period_days.filter(|d| *d > 0);
         match card {
-            Some(TestCard::Declined) => return Err(StripeError::card_declined("Your card was declined.")),
+            Some(TestCard::Declined) => {
+                return Err(StripeError::card_declined("Your card was declined."));
+            }
             Some(TestCard::ChargeCustomerFail) if trial.is_none() => {
                 return Err(StripeError::card_declined("Your card was declined."));
             }
@@ -397,7 +428,11 @@ impl State {
         let now = self.time_for_customer(&customer);
         let pm = card.map(|c| self.new_payment_method(&customer, c));
         let Some(price) = self.prices.get(&cs.price).cloned() else {
-            return Err(StripeError::missing("price", &cs.price, "line_items[0][price]"));
+            return Err(StripeError::missing(
+                "price",
+                &cs.price,
+                "line_items[0][price]",
+            ));
         };
 
         let trial_end = trial.map(|d| now + d * 86_400);
@@ -410,7 +445,11 @@ impl State {
             seq,
             created: now,
             customer: customer.clone(),
-            status: if trial.is_some() { "trialing".into() } else { "incomplete".into() },
+            status: if trial.is_some() {
+                "trialing".into()
+            } else {
+                "incomplete".into()
+            },
             items: vec![SubscriptionItem {
                 id: new_id("si_"),
                 created: now,
@@ -489,22 +528,38 @@ impl State {
         session_id: &str,
         sub_id: &str,
     ) -> Result<CheckoutOutcome, StripeError> {
-        let status = self.subscriptions.get(sub_id).map(|s| s.status.clone()).unwrap_or_default();
+        let status = self
+            .subscriptions
+            .get(sub_id)
+            .map(|s| s.status.clone())
+            .unwrap_or_default();
         if status == "incomplete" {
-            return Ok(CheckoutOutcome::RequiresAction { subscription: sub_id.to_string() });
+            return Ok(CheckoutOutcome::RequiresAction {
+                subscription: sub_id.to_string(),
+            });
         }
         let trialing = status == "trialing";
         let Some(cs) = self.checkout_sessions.get_mut(session_id) else {
             return Err(StripeError::missing("checkout.session", session_id, "id"));
         };
         cs.status = "complete".into();
-        cs.payment_status = if trialing { "no_payment_required".into() } else { "paid".into() };
-        let redirect = cs.success_url.as_ref().map(|u| u.replace("{CHECKOUT_SESSION_ID}", session_id));
+        cs.payment_status = if trialing {
+            "no_payment_required".into()
+        } else {
+            "paid".into()
+        };
+        let redirect = cs
+            .success_url
+            .as_ref()
+            .map(|u| u.replace("{CHECKOUT_SESSION_ID}", session_id));
         let customer = cs.customer.clone().unwrap_or_default();
         let now = self.time_for_customer(&customer);
         let obj = self.render_checkout(session_id);
         self.emit("checkout.session.completed", now, obj, None);
-        Ok(CheckoutOutcome::Completed { redirect, subscription: sub_id.to_string() })
+        Ok(CheckoutOutcome::Completed {
+            redirect,
+            subscription: sub_id.to_string(),
+        })
     }
 
     /// `POST /v1/checkout/sessions/{id}/expire`.
@@ -546,7 +601,12 @@ impl State {
         let created = self.time_for_customer(customer);
         self.portal_sessions.insert(
             id.clone(),
-            PortalSession { id: id.clone(), created, customer: customer.to_string(), return_url },
+            PortalSession {
+                id: id.clone(),
+                created,
+                customer: customer.to_string(),
+                return_url,
+            },
         );
         Ok(id)
     }
@@ -561,7 +621,9 @@ impl State {
         (period_start, period_end): (i64, i64),
         free: bool,
     ) -> String {
-        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return String::new() };
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
+            return String::new();
+        };
         let now = self.time_for_customer(&sub.customer);
         let lines: Vec<InvoiceLine> = sub
             .items
@@ -617,7 +679,9 @@ impl State {
     /// draft → open; emits `invoice.finalized`.
     fn finalize(&mut self, inv_id: &str) {
         let number = self.next_invoice_number();
-        let Some(inv) = self.invoices.get(inv_id) else { return };
+        let Some(inv) = self.invoices.get(inv_id) else {
+            return;
+        };
         let now = self.time_for_customer(&inv.customer.clone());
         if let Some(inv) = self.invoices.get_mut(inv_id) {
             inv.status = "open".into();
@@ -632,7 +696,9 @@ impl State {
     /// A renewal invoice's hour as a draft is over: finalize it and collect — unless
     /// collection is paused, which decides what happens to the invoice instead.
     pub(crate) fn finalize_and_charge(&mut self, inv_id: &str) {
-        let Some(inv) = self.invoices.get(inv_id).cloned() else { return };
+        let Some(inv) = self.invoices.get(inv_id).cloned() else {
+            return;
+        };
         if inv.status != "draft" {
             return;
         }
@@ -671,7 +737,9 @@ impl State {
     }
 
     fn void_invoice(&mut self, inv_id: &str) {
-        let Some(inv) = self.invoices.get_mut(inv_id) else { return };
+        let Some(inv) = self.invoices.get_mut(inv_id) else {
+            return;
+        };
         let customer = inv.customer.clone();
         inv.status = "void".into();
         inv.next_payment_attempt = None;
@@ -684,10 +752,15 @@ impl State {
     }
 
     fn charge(&mut self, sub_id: &str, renewal_first_attempt: bool) -> Charge {
-        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return Charge::NoPaymentMethod };
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
+            return Charge::NoPaymentMethod;
+        };
         if renewal_first_attempt {
             let forced_sub = sub.fail_next_renewal;
-            let forced_cus = self.customers.get(&sub.customer).is_some_and(|c| c.fail_next_renewal);
+            let forced_cus = self
+                .customers
+                .get(&sub.customer)
+                .is_some_and(|c| c.fail_next_renewal);
             if forced_sub || forced_cus {
                 if let Some(s) = self.subscriptions.get_mut(sub_id) {
                     s.fail_next_renewal = false;
@@ -698,11 +771,15 @@ impl State {
                 return Charge::Declined;
             }
         }
-        let pm = sub
-            .default_payment_method
-            .clone()
-            .or_else(|| self.customers.get(&sub.customer).and_then(|c| c.default_payment_method.clone()));
-        match pm.and_then(|p| self.payment_methods.get(&p)).map(|p| p.card) {
+        let pm = sub.default_payment_method.clone().or_else(|| {
+            self.customers
+                .get(&sub.customer)
+                .and_then(|c| c.default_payment_method.clone())
+        });
+        match pm
+            .and_then(|p| self.payment_methods.get(&p))
+            .map(|p| p.card)
+        {
             None => Charge::NoPaymentMethod,
             Some(TestCard::Visa) => Charge::Succeeded,
             Some(TestCard::ChargeCustomerFail | TestCard::Declined) => Charge::Declined,
@@ -714,7 +791,9 @@ impl State {
     /// paid → subscription active again; failed → retry schedule, `past_due`, and when
     /// retries run out `canceled` or `unpaid`.
     pub(crate) fn attempt_payment(&mut self, inv_id: &str) {
-        let Some(inv) = self.invoices.get(inv_id).cloned() else { return };
+        let Some(inv) = self.invoices.get(inv_id).cloned() else {
+            return;
+        };
         if inv.status != "open" {
             return;
         }
@@ -723,17 +802,22 @@ impl State {
         let outcome = if inv.amount_due == 0 {
             Charge::Succeeded
         } else {
-            let first_renewal_try = inv.billing_reason == "subscription_cycle" && inv.attempt_count == 0;
+            let first_renewal_try =
+                inv.billing_reason == "subscription_cycle" && inv.attempt_count == 0;
             self.charge(&sub_id, first_renewal_try)
         };
-        if let Some(i) = self.invoices.get_mut(inv_id) {
-            if i.amount_due > 0 {
-                i.attempt_count += 1;
-                i.attempted = true;
-            }
+        if let Some(i) = self.invoices.get_mut(inv_id)
+            && i.amount_due > 0
+        {
+            i.attempt_count += 1;
+            i.attempted = true;
         }
         let sub_before = self.render_subscription(&sub_id);
-        let sub_status = self.subscriptions.get(&sub_id).map(|s| s.status.clone()).unwrap_or_default();
+        let sub_status = self
+            .subscriptions
+            .get(&sub_id)
+            .map(|s| s.status.clone())
+            .unwrap_or_default();
 
         if outcome == Charge::Succeeded {
             if let Some(i) = self.invoices.get_mut(inv_id) {
@@ -821,7 +905,9 @@ impl State {
     /// Period (or trial) end: start the next period and bill it. The invoice is a draft
     /// for `finalize_delay` seconds, then it is finalized and charged.
     pub(crate) fn period_end(&mut self, sub_id: &str) {
-        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return };
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
+            return;
+        };
         if sub.is_ended() {
             return;
         }
@@ -830,7 +916,10 @@ impl State {
         let was_trialing = sub.status == "trialing";
         if was_trialing {
             let has_pm = sub.default_payment_method.is_some()
-                || self.customers.get(&sub.customer).is_some_and(|c| c.default_payment_method.is_some());
+                || self
+                    .customers
+                    .get(&sub.customer)
+                    .is_some_and(|c| c.default_payment_method.is_some());
             if !has_pm {
                 match sub.missing_payment_method.as_str() {
                     "pause" => {
@@ -861,7 +950,9 @@ impl State {
             for item in &mut s.items {
                 let (interval, count) = prices
                     .get(&item.price)
-                    .map_or(("month".to_string(), 1), |p| (p.interval.clone(), p.interval_count));
+                    .map_or(("month".to_string(), 1), |p| {
+                        (p.interval.clone(), p.interval_count)
+                    });
                 item.current_period_start = old_end;
                 item.current_period_end = add_interval(old_end, &interval, count);
             }
@@ -886,7 +977,9 @@ impl State {
 
     /// Ends a subscription now; emits `customer.subscription.deleted`.
     pub(crate) fn end_subscription(&mut self, sub_id: &str, reason: &str) {
-        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return };
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
+            return;
+        };
         if sub.is_ended() {
             return;
         }
@@ -900,7 +993,11 @@ impl State {
             s.cancellation_reason = Some(reason.to_string());
         }
         // A canceled subscription collects nothing more.
-        for inv in self.invoices.values_mut().filter(|i| i.subscription == sub_id) {
+        for inv in self
+            .invoices
+            .values_mut()
+            .filter(|i| i.subscription == sub_id)
+        {
             inv.next_payment_attempt = None;
             inv.automatically_finalizes_at = None;
         }
@@ -913,7 +1010,9 @@ impl State {
     }
 
     pub(crate) fn expire_incomplete(&mut self, sub_id: &str) {
-        let Some(sub) = self.subscriptions.get(sub_id).cloned() else { return };
+        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
+            return;
+        };
         if sub.status != "incomplete" {
             return;
         }
@@ -934,7 +1033,9 @@ impl State {
     }
 
     pub(crate) fn resume_collection_due(&mut self, sub_id: &str) {
-        let Some(sub) = self.subscriptions.get(sub_id) else { return };
+        let Some(sub) = self.subscriptions.get(sub_id) else {
+            return;
+        };
         let now = self.time_for_customer(&sub.customer.clone());
         let before = self.render_subscription(sub_id);
         if let Some(s) = self.subscriptions.get_mut(sub_id) {
@@ -964,7 +1065,11 @@ impl State {
     /// `POST /v1/subscriptions/{id}`; emits one `customer.subscription.updated` with
     /// `previous_attributes` when something changed (and the trial-end events when the
     /// trial is ended with `trial_end=now`).
-    pub fn update_subscription(&mut self, sub_id: &str, u: SubscriptionUpdate) -> Result<(), StripeError> {
+    pub fn update_subscription(
+        &mut self,
+        sub_id: &str,
+        u: SubscriptionUpdate,
+    ) -> Result<(), StripeError> {
         let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
             return Err(StripeError::missing("subscription", sub_id, "id"));
         };
@@ -980,7 +1085,10 @@ impl State {
             ));
         }
         if let Some(Some((behavior, _))) = &u.pause_collection
-            && !matches!(behavior.as_str(), "keep_as_draft" | "mark_uncollectible" | "void")
+            && !matches!(
+                behavior.as_str(),
+                "keep_as_draft" | "mark_uncollectible" | "void"
+            )
         {
             return Err(StripeError::invalid_param(
                 "pause_collection[behavior]",
@@ -990,19 +1098,30 @@ impl State {
         if let Some(pb) = &u.proration_behavior
             && !matches!(pb.as_str(), "create_prorations" | "none" | "always_invoice")
         {
-            return Err(StripeError::invalid_param("proration_behavior", "Invalid proration_behavior."));
+            return Err(StripeError::invalid_param(
+                "proration_behavior",
+                "Invalid proration_behavior.",
+            ));
         }
         for (n, (item_id, price, _)) in u.items.iter().enumerate() {
             let Some(item_id) = item_id else {
                 return Err(StripeError::missing_param(&format!("items[{n}][id]")));
             };
             if !sub.items.iter().any(|i| &i.id == item_id) {
-                return Err(StripeError::missing("subscription_item", item_id, &format!("items[{n}][id]")));
+                return Err(StripeError::missing(
+                    "subscription_item",
+                    item_id,
+                    &format!("items[{n}][id]"),
+                ));
             }
             if let Some(p) = price
                 && !self.prices.contains_key(p)
             {
-                return Err(StripeError::missing("price", p, &format!("items[{n}][price]")));
+                return Err(StripeError::missing(
+                    "price",
+                    p,
+                    &format!("items[{n}][price]"),
+                ));
             }
         }
         if let Some(pm) = &u.default_payment_method {
@@ -1011,7 +1130,10 @@ impl State {
         if let Some(Some(t)) = u.trial_end
             && t <= self.now()
         {
-            return Err(StripeError::invalid_param("trial_end", "trial_end must be in the future (or `now`)."));
+            return Err(StripeError::invalid_param(
+                "trial_end",
+                "trial_end must be in the future (or `now`).",
+            ));
         }
 
         let now = self.time_for_customer(&sub.customer);
@@ -1038,7 +1160,10 @@ impl State {
             s.cancellation_reason = at.map(|_| "cancellation_requested".to_string());
         }
         if let Some(pc) = u.pause_collection {
-            s.pause_collection = pc.map(|(behavior, resumes_at)| PauseCollection { behavior, resumes_at });
+            s.pause_collection = pc.map(|(behavior, resumes_at)| PauseCollection {
+                behavior,
+                resumes_at,
+            });
         }
         for (item_id, price, quantity) in &u.items {
             if let Some(item) = s.items.iter_mut().find(|i| Some(&i.id) == item_id.as_ref()) {
@@ -1061,15 +1186,14 @@ impl State {
             match t {
                 None if s.status == "trialing" => end_trial_now = true,
                 None => {}
-                Some(t) => {
-                    if s.status == "trialing" {
-                        s.trial_end = Some(t);
-                        for item in &mut s.items {
-                            item.current_period_end = t;
-                        }
-                        s.billing_cycle_anchor = t;
+                Some(t) if s.status == "trialing" => {
+                    s.trial_end = Some(t);
+                    for item in &mut s.items {
+                        item.current_period_end = t;
                     }
+                    s.billing_cycle_anchor = t;
                 }
+                Some(_) => {}
             }
         }
         let after = self.render_subscription(sub_id);
@@ -1089,7 +1213,10 @@ impl State {
             return Err(StripeError::missing("subscription", sub_id, "id"));
         };
         if s.status != "trialing" {
-            return Err(StripeError::invalid_state(format!("{sub_id} is not trialing (status {}).", s.status)));
+            return Err(StripeError::invalid_state(format!(
+                "{sub_id} is not trialing (status {}).",
+                s.status
+            )));
         }
         s.trial_end = Some(now);
         s.billing_cycle_anchor = now;
@@ -1121,14 +1248,21 @@ impl State {
             for item in &mut s.items {
                 let (interval, count) = prices
                     .get(&item.price)
-                    .map_or(("month".to_string(), 1), |p| (p.interval.clone(), p.interval_count));
+                    .map_or(("month".to_string(), 1), |p| {
+                        (p.interval.clone(), p.interval_count)
+                    });
                 item.current_period_start = now;
                 item.current_period_end = add_interval(now, &interval, count);
             }
         }
         let after = self.render_subscription(sub_id);
         let prev = diff(&before, &after);
-        self.emit("customer.subscription.resumed", now, after.clone(), prev.clone());
+        self.emit(
+            "customer.subscription.resumed",
+            now,
+            after.clone(),
+            prev.clone(),
+        );
         self.emit("customer.subscription.updated", now, after, prev);
         let inv = self.new_invoice(sub_id, "subscription_update", (now, now), false);
         if let Some(s) = self.subscriptions.get_mut(sub_id) {
@@ -1148,8 +1282,11 @@ impl State {
 
     /// Metadata of a stored object, for summaries.
     pub fn subscription_ids_of(&self, customer: &str) -> Vec<String> {
-        let mut subs: Vec<&Subscription> =
-            self.subscriptions.values().filter(|s| s.customer == customer).collect();
+        let mut subs: Vec<&Subscription> = self
+            .subscriptions
+            .values()
+            .filter(|s| s.customer == customer)
+            .collect();
         subs.sort_by_key(|s| std::cmp::Reverse(s.seq));
         subs.into_iter().map(|s| s.id.clone()).collect()
     }

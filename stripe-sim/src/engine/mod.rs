@@ -299,11 +299,15 @@ pub struct Subscription {
 impl Subscription {
     /// End of the current period (all items share one period here).
     pub(crate) fn period_end(&self) -> i64 {
-        self.items.first().map_or(self.billing_cycle_anchor, |i| i.current_period_end)
+        self.items
+            .first()
+            .map_or(self.billing_cycle_anchor, |i| i.current_period_end)
     }
 
     pub(crate) fn period_start(&self) -> i64 {
-        self.items.first().map_or(self.billing_cycle_anchor, |i| i.current_period_start)
+        self.items
+            .first()
+            .map_or(self.billing_cycle_anchor, |i| i.current_period_start)
     }
 
     /// Whether the subscription has reached a terminal status.
@@ -395,7 +399,10 @@ pub fn wall_clock() -> i64 {
 /// A Stripe-style id: prefix plus random alphanumerics.
 pub fn new_id(prefix: &str) -> String {
     use rand::distr::{Alphanumeric, SampleString};
-    format!("{prefix}{}", Alphanumeric.sample_string(&mut rand::rng(), 24))
+    format!(
+        "{prefix}{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 24)
+    )
 }
 
 impl State {
@@ -455,7 +462,8 @@ impl State {
 
     /// Simulated unix seconds.
     pub fn now(&self) -> i64 {
-        self.frozen_at.unwrap_or_else(|| wall_clock() + self.clock_offset)
+        self.frozen_at
+            .unwrap_or_else(|| wall_clock() + self.clock_offset)
     }
 
     /// The time that governs objects of `customer`. One clock for everyone today; this
@@ -535,7 +543,9 @@ impl State {
         // A transition always makes its own due moment disappear or move later, so this
         // terminates; the cap only guards against a bug turning into a hung test.
         for _ in 0..100_000 {
-            let Some((at, due)) = self.next_due() else { break };
+            let Some((at, due)) = self.next_due() else {
+                break;
+            };
             if at > target {
                 break;
             }

@@ -8,13 +8,19 @@ use super::State;
 
 /// `previous_attributes`: the old value of every top-level field that changed, or `None`.
 pub(crate) fn diff(before: &Value, after: &Value) -> Option<Value> {
-    let (Value::Object(b), Value::Object(a)) = (before, after) else { return None };
+    let (Value::Object(b), Value::Object(a)) = (before, after) else {
+        return None;
+    };
     let changed: serde_json::Map<String, Value> = b
         .iter()
         .filter(|(k, v)| a.get(k.as_str()) != Some(v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if changed.is_empty() { None } else { Some(Value::Object(changed)) }
+    if changed.is_empty() {
+        None
+    } else {
+        Some(Value::Object(changed))
+    }
 }
 
 /// Replaces ids by the objects they name, for `expand[]` paths such as `subscription`,
@@ -27,7 +33,9 @@ pub fn expand(state: &State, value: &mut Value, paths: &[String]) {
 }
 
 fn expand_path(state: &State, value: &mut Value, parts: &[&str]) {
-    let Some((first, rest)) = parts.split_first() else { return };
+    let Some((first, rest)) = parts.split_first() else {
+        return;
+    };
     if *first == "data"
         && let Some(items) = value.get_mut("data").and_then(Value::as_array_mut)
     {
@@ -36,7 +44,9 @@ fn expand_path(state: &State, value: &mut Value, parts: &[&str]) {
         }
         return;
     }
-    let Some(slot) = value.get_mut(*first) else { return };
+    let Some(slot) = value.get_mut(*first) else {
+        return;
+    };
     if let Value::String(id) = slot
         && let Some(obj) = state.render_by_id(id)
     {
@@ -78,7 +88,9 @@ impl State {
 
     /// A customer (`Value::Null` if unknown).
     pub fn render_customer(&self, id: &str) -> Value {
-        let Some(c) = self.customers.get(id) else { return Value::Null };
+        let Some(c) = self.customers.get(id) else {
+            return Value::Null;
+        };
         let delinquent = self
             .subscriptions
             .values()
@@ -116,7 +128,9 @@ impl State {
 
     /// A card payment method.
     pub fn render_payment_method(&self, id: &str) -> Value {
-        let Some(pm) = self.payment_methods.get(id) else { return Value::Null };
+        let Some(pm) = self.payment_methods.get(id) else {
+            return Value::Null;
+        };
         json!({
             "id": pm.id,
             "object": "payment_method",
@@ -142,8 +156,14 @@ impl State {
 
     /// A product.
     pub fn render_product(&self, id: &str) -> Value {
-        let Some(p) = self.products.get(id) else { return Value::Null };
-        let default_price = self.prices.values().find(|pr| pr.product == id).map(|pr| pr.id.clone());
+        let Some(p) = self.products.get(id) else {
+            return Value::Null;
+        };
+        let default_price = self
+            .prices
+            .values()
+            .find(|pr| pr.product == id)
+            .map(|pr| pr.id.clone());
         json!({
             "id": p.id,
             "object": "product",
@@ -169,7 +189,9 @@ impl State {
 
     /// A recurring price.
     pub fn render_price(&self, id: &str) -> Value {
-        let Some(p) = self.prices.get(id) else { return Value::Null };
+        let Some(p) = self.prices.get(id) else {
+            return Value::Null;
+        };
         json!({
             "id": p.id,
             "object": "price",
@@ -201,7 +223,9 @@ impl State {
 
     /// The legacy `plan` twin of a price, still required on subscription items.
     fn render_plan(&self, id: &str) -> Value {
-        let Some(p) = self.prices.get(id) else { return Value::Null };
+        let Some(p) = self.prices.get(id) else {
+            return Value::Null;
+        };
         json!({
             "id": p.id,
             "object": "plan",
@@ -227,7 +251,9 @@ impl State {
 
     /// A subscription with its items (the billing period lives on each item).
     pub fn render_subscription(&self, id: &str) -> Value {
-        let Some(s) = self.subscriptions.get(id) else { return Value::Null };
+        let Some(s) = self.subscriptions.get(id) else {
+            return Value::Null;
+        };
         let items: Vec<Value> = s
             .items
             .iter()
@@ -249,9 +275,10 @@ impl State {
                 })
             })
             .collect();
-        let pause = s.pause_collection.as_ref().map(|p| {
-            json!({"behavior": p.behavior, "resumes_at": p.resumes_at})
-        });
+        let pause = s
+            .pause_collection
+            .as_ref()
+            .map(|p| json!({"behavior": p.behavior, "resumes_at": p.resumes_at}));
         json!({
             "id": s.id,
             "object": "subscription",
@@ -318,7 +345,9 @@ impl State {
 
     /// An invoice; its subscription is under `parent.subscription_details`.
     pub fn render_invoice(&self, id: &str) -> Value {
-        let Some(inv) = self.invoices.get(id) else { return Value::Null };
+        let Some(inv) = self.invoices.get(id) else {
+            return Value::Null;
+        };
         let customer = self.customers.get(&inv.customer);
         let lines: Vec<Value> = inv
             .lines
@@ -326,7 +355,11 @@ impl State {
             .map(|l| {
                 let price = self.prices.get(&l.price);
                 let product = price.map(|p| p.product.clone()).unwrap_or_default();
-                let name = self.products.get(&product).map(|p| p.name.clone()).unwrap_or_default();
+                let name = self
+                    .products
+                    .get(&product)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default();
                 json!({
                     "id": l.id,
                     "object": "line_item",
@@ -461,10 +494,16 @@ impl State {
 
     /// A Checkout Session; `url` is set only while it is open, as on Stripe.
     pub fn render_checkout(&self, id: &str) -> Value {
-        let Some(cs) = self.checkout_sessions.get(id) else { return Value::Null };
+        let Some(cs) = self.checkout_sessions.get(id) else {
+            return Value::Null;
+        };
         let price = self.prices.get(&cs.price);
         let amount = price.map_or(0, |p| p.unit_amount * cs.quantity);
-        let amount = if cs.trial_period_days.is_some_and(|d| d > 0) { 0 } else { amount };
+        let amount = if cs.trial_period_days.is_some_and(|d| d > 0) {
+            0
+        } else {
+            amount
+        };
         let customer = cs.customer.as_ref().and_then(|c| self.customers.get(c));
         let details = if cs.status == "complete" {
             json!({
@@ -478,7 +517,8 @@ impl State {
         } else {
             Value::Null
         };
-        let url = (cs.status == "open").then(|| format!("{}c/pay/{}", self.settings.public_url, cs.id));
+        let url =
+            (cs.status == "open").then(|| format!("{}c/pay/{}", self.settings.public_url, cs.id));
         json!({
             "id": cs.id,
             "object": "checkout.session",
@@ -538,7 +578,9 @@ impl State {
 
     /// A billing portal session.
     pub fn render_portal(&self, id: &str) -> Value {
-        let Some(p) = self.portal_sessions.get(id) else { return Value::Null };
+        let Some(p) = self.portal_sessions.get(id) else {
+            return Value::Null;
+        };
         json!({
             "id": p.id,
             "object": "billing_portal.session",

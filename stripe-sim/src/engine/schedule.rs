@@ -66,7 +66,10 @@ impl State {
             }
             match s.status.as_str() {
                 "incomplete" => {
-                    out.push((s.created + self.settings.incomplete_expiry, Due::ExpireIncomplete(s.id.clone())));
+                    out.push((
+                        s.created + self.settings.incomplete_expiry,
+                        Due::ExpireIncomplete(s.id.clone()),
+                    ));
                 }
                 "trialing" | "active" | "past_due" | "unpaid" => {
                     let end = s.period_end();

@@ -30,11 +30,17 @@ fn billing_add_interval(t: i64, i: &str) -> i64 {
 }
 
 fn types_since(st: &State, from: usize) -> Vec<String> {
-    st.events[from..].iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+    st.events[from..]
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn checkout(st: &mut State, trial: Option<i64>, card: Option<TestCard>) -> (String, String) {
-    let cus = st.create_customer(NewCustomer { email: Some("a@b.c".into()), ..Default::default() });
+    let cus = st.create_customer(NewCustomer {
+        email: Some("a@b.c".into()),
+        ..Default::default()
+    });
     let cs = st
         .create_checkout(NewCheckout {
             customer: Some(cus.clone()),
@@ -48,7 +54,10 @@ fn checkout(st: &mut State, trial: Option<i64>, card: Option<TestCard>) -> (Stri
         })
         .unwrap();
     match st.complete_checkout(&cs, card).unwrap() {
-        CheckoutOutcome::Completed { subscription, redirect } => {
+        CheckoutOutcome::Completed {
+            subscription,
+            redirect,
+        } => {
             assert_eq!(redirect.unwrap(), format!("http://app/ok?s={cs}"));
             (cus, subscription)
         }
@@ -85,13 +94,23 @@ fn renewal_is_drafted_at_period_end_and_charged_an_hour_later() {
     let end = st.subscriptions[&sub].period_end();
     let from = st.events.len();
     st.advance_to(end);
-    assert_eq!(types_since(&st, from), ["invoice.created", "customer.subscription.updated"]);
+    assert_eq!(
+        types_since(&st, from),
+        ["invoice.created", "customer.subscription.updated"]
+    );
     let upd = st.events.last().unwrap();
-    assert_eq!(upd["data"]["previous_attributes"]["items"]["data"][0]["current_period_end"], end);
+    assert_eq!(
+        upd["data"]["previous_attributes"]["items"]["data"][0]["current_period_end"],
+        end
+    );
     st.advance(3600);
     assert_eq!(
         types_since(&st, from)[2..],
-        ["invoice.finalized", "invoice.paid", "invoice.payment_succeeded"]
+        [
+            "invoice.finalized",
+            "invoice.paid",
+            "invoice.payment_succeeded"
+        ]
     );
     assert_eq!(st.subscriptions[&sub].period_start(), end);
 }
@@ -129,7 +148,10 @@ fn retries_running_out_cancels_the_subscription() {
     assert_eq!(st.subscriptions[&sub].status, "canceled");
     let inv = st.subscriptions[&sub].latest_invoice.clone().unwrap();
     assert_eq!(st.invoices[&inv].attempt_count, 4);
-    assert_eq!(st.events.last().unwrap()["type"], "customer.subscription.deleted");
+    assert_eq!(
+        st.events.last().unwrap()["type"],
+        "customer.subscription.deleted"
+    );
 }
 
 #[test]
@@ -139,7 +161,10 @@ fn trial_without_card_pauses_and_resume_bills() {
     assert_eq!(st.subscriptions[&sub].status, "trialing");
     st.advance(7 * 86_400);
     assert_eq!(st.subscriptions[&sub].status, "paused");
-    assert_eq!(st.events.last().unwrap()["type"], "customer.subscription.paused");
+    assert_eq!(
+        st.events.last().unwrap()["type"],
+        "customer.subscription.paused"
+    );
     st.attach_card(&cus, TestCard::Visa).unwrap();
     st.resume_subscription(&sub).unwrap();
     assert_eq!(st.subscriptions[&sub].status, "active");
@@ -151,8 +176,14 @@ fn trial_without_card_pauses_and_resume_bills() {
 fn cancel_at_period_end_cancels_without_renewing() {
     let mut st = state();
     let (_, sub) = checkout(&mut st, None, Some(TestCard::Visa));
-    st.update_subscription(&sub, SubscriptionUpdate { cancel_at_period_end: Some(true), ..Default::default() })
-        .unwrap();
+    st.update_subscription(
+        &sub,
+        SubscriptionUpdate {
+            cancel_at_period_end: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(st.subscriptions[&sub].status, "active");
     let invoices = st.invoices.len();
     st.advance(8 * 86_400);
@@ -165,7 +196,10 @@ fn authentication_required_leaves_incomplete_then_expires() {
     let mut st = state();
     let (_, sub) = checkout(&mut st, None, Some(TestCard::AuthenticationRequired));
     assert_eq!(st.subscriptions[&sub].status, "incomplete");
-    assert_eq!(st.events.last().unwrap()["type"], "invoice.payment_action_required");
+    assert_eq!(
+        st.events.last().unwrap()["type"],
+        "invoice.payment_action_required"
+    );
     st.advance(23 * 3600);
     assert_eq!(st.subscriptions[&sub].status, "incomplete_expired");
 }
@@ -176,7 +210,10 @@ fn pause_collection_voids_renewals_and_keeps_status() {
     let (_, sub) = checkout(&mut st, None, Some(TestCard::Visa));
     st.update_subscription(
         &sub,
-        SubscriptionUpdate { pause_collection: Some(Some(("void".into(), None))), ..Default::default() },
+        SubscriptionUpdate {
+            pause_collection: Some(Some(("void".into(), None))),
+            ..Default::default()
+        },
     )
     .unwrap();
     let at = st.next_renewal_of(&sub).unwrap();

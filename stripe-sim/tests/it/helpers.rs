@@ -23,7 +23,9 @@ pub fn config() -> SimConfig {
 }
 
 pub async fn spawn_with(config: SimConfig) -> SimHandle {
-    Simulator::spawn(config, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+    Simulator::spawn(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
 }
 
 pub async fn spawn() -> SimHandle {
@@ -31,12 +33,18 @@ pub async fn spawn() -> SimHandle {
 }
 
 pub fn client(h: &SimHandle) -> stripe::Client {
-    stripe::ClientBuilder::new("sk_test_123").url(h.base_url.clone()).build().unwrap()
+    stripe::ClientBuilder::new("sk_test_123")
+        .url(h.base_url.clone())
+        .build()
+        .unwrap()
 }
 
 /// A plain HTTP client that does not follow redirects (to see the 303s).
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// One webhook request as the receiver saw it.
@@ -74,7 +82,10 @@ impl Receiver {
             axum::routing::post(move |headers: HeaderMap, body: Bytes| {
                 let (g, f) = (g.clone(), f.clone());
                 async move {
-                    let sig = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    let sig = headers
+                        .get("stripe-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
                     let valid = verify(sig, &body, SECRET, 300);
                     let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     g.lock().unwrap().push(Received { valid, event });
@@ -92,11 +103,18 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/webhook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { url, got, fail_next }
+        Receiver {
+            url,
+            got,
+            fail_next,
+        }
     }
 
     pub fn endpoint(&self) -> WebhookEndpoint {
-        WebhookEndpoint { url: self.url.clone(), secret: SECRET.into() }
+        WebhookEndpoint {
+            url: self.url.clone(),
+            secret: SECRET.into(),
+        }
     }
 
     pub fn all(&self) -> Vec<Received> {
@@ -104,7 +122,11 @@ impl Receiver {
     }
 
     pub fn valid_types(&self) -> Vec<String> {
-        self.all().iter().filter(|r| r.valid).map(Received::kind).collect()
+        self.all()
+            .iter()
+            .filter(|r| r.valid)
+            .map(Received::kind)
+            .collect()
     }
 
     pub fn clear(&self) {
@@ -131,7 +153,7 @@ pub fn verify(header: &str, body: &[u8], secret: &str, tolerance: i64) -> bool {
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
     let expected = hex::encode(mac.finalize().into_bytes());
-    sigs.iter().any(|s| *s == expected)
+    sigs.contains(&expected)
 }
 
 /// A customer with a paid weekly subscription, made through the Rust control surface.
@@ -161,18 +183,13 @@ pub async fn paid_subscription_with(h: &SimHandle, trial_days: Option<u32>) -> (
         req = req.subscription_data(sd);
     }
     let cs = req.send(&client).await.unwrap();
-    let out = h.sim.pay_checkout(cs.id.as_str(), TestCard::Visa).await.unwrap();
-    let msr_stripe_sim::CheckoutOutcome::Completed { subscription, .. } = out else { panic!("not completed: {out:?}") };
+    let out = h
+        .sim
+        .pay_checkout(cs.id.as_str(), TestCard::Visa)
+        .await
+        .unwrap();
+    let msr_stripe_sim::CheckoutOutcome::Completed { subscription, .. } = out else {
+        panic!("not completed: {out:?}")
+    };
     (cus.id.to_string(), subscription)
-}
-
-/// Waits until `cond` holds over the receiver's deliveries (or fails after 5 s).
-pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }

@@ -15,7 +15,10 @@ async fn setup() -> (SimHandle, Receiver) {
 }
 
 async fn settle(h: &SimHandle) {
-    assert!(h.sim.wait_for_deliveries(Duration::from_secs(5)).await, "deliveries did not finish");
+    assert!(
+        h.sim.wait_for_deliveries(Duration::from_secs(5)).await,
+        "deliveries did not finish"
+    );
 }
 
 #[tokio::test]
@@ -53,13 +56,22 @@ async fn failed_deliveries_are_retried_with_backoff_and_logged() {
     let (h, r) = setup().await;
     r.fail_next.store(2, std::sync::atomic::Ordering::SeqCst);
     let c = client(&h);
-    stripe_core::customer::CreateCustomer::new().send(&c).await.unwrap();
+    stripe_core::customer::CreateCustomer::new()
+        .send(&c)
+        .await
+        .unwrap();
     settle(&h).await;
     let log = h.sim.deliveries();
     let statuses: Vec<(u32, Option<u16>)> = log.iter().map(|d| (d.attempt, d.status)).collect();
     assert_eq!(statuses, [(1, Some(500)), (2, Some(500)), (3, Some(200))]);
-    let json: serde_json::Value =
-        http().get(format!("{}_sim/deliveries", h.base_url)).send().await.unwrap().json().await.unwrap();
+    let json: serde_json::Value = http()
+        .get(format!("{}_sim/deliveries", h.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
 }
 
@@ -73,13 +85,22 @@ async fn renewal_success_then_failure_past_due_and_recovery_by_card_update() {
     settle(&h).await;
     assert_eq!(
         r.valid_types(),
-        ["invoice.created", "customer.subscription.updated", "invoice.finalized", "invoice.paid", "invoice.payment_succeeded"]
+        [
+            "invoice.created",
+            "customer.subscription.updated",
+            "invoice.finalized",
+            "invoice.paid",
+            "invoice.payment_succeeded"
+        ]
     );
     let upd = &r.all()[1].event;
     assert!(upd["data"]["previous_attributes"]["items"]["data"][0]["current_period_end"].is_i64());
 
     r.clear();
-    h.sim.set_card(&cus, TestCard::ChargeCustomerFail).await.unwrap();
+    h.sim
+        .set_card(&cus, TestCard::ChargeCustomerFail)
+        .await
+        .unwrap();
     h.sim.advance_to_next_renewal(&sub).await.unwrap();
     settle(&h).await;
     let types = r.valid_types();
@@ -89,9 +110,16 @@ async fn renewal_success_then_failure_past_due_and_recovery_by_card_update() {
         "customer.subscription.updated".to_string()
     ]));
     assert_eq!(h.sim.subscription(&sub).unwrap()["status"], "past_due");
-    let failed = r.all().into_iter().find(|x| x.kind() == "invoice.payment_failed").unwrap();
+    let failed = r
+        .all()
+        .into_iter()
+        .find(|x| x.kind() == "invoice.payment_failed")
+        .unwrap();
     assert!(failed.event["data"]["object"]["next_payment_attempt"].is_i64());
-    assert_eq!(failed.event["data"]["object"]["parent"]["subscription_details"]["subscription"], sub.as_str());
+    assert_eq!(
+        failed.event["data"]["object"]["parent"]["subscription_details"]["subscription"],
+        sub.as_str()
+    );
 
     // A day later the retry fails again; then the card is fixed and the invoice is paid at once.
     h.sim.advance_clock(86_400).await;
@@ -110,14 +138,26 @@ async fn exhausted_retries_cancel_the_subscription() {
     let (h, r) = setup().await;
     let (_, sub) = paid_subscription(&h).await;
     h.sim.fail_next_renewal(&sub).unwrap();
-    let cus = h.sim.subscription(&sub).unwrap()["customer"].as_str().unwrap().to_string();
-    h.sim.set_card(&cus, TestCard::ChargeCustomerFail).await.unwrap();
+    let cus = h.sim.subscription(&sub).unwrap()["customer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.sim
+        .set_card(&cus, TestCard::ChargeCustomerFail)
+        .await
+        .unwrap();
     h.sim.advance_to_next_renewal(&sub).await.unwrap();
     h.sim.advance_clock(6 * 86_400).await;
     settle(&h).await;
     assert_eq!(h.sim.subscription(&sub).unwrap()["status"], "canceled");
     let types = r.valid_types();
-    assert_eq!(types.iter().filter(|t| *t == "invoice.payment_failed").count(), 4);
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == "invoice.payment_failed")
+            .count(),
+        4
+    );
     assert_eq!(types.last().unwrap(), "customer.subscription.deleted");
 }
 
@@ -133,7 +173,10 @@ async fn cancel_at_period_end_deletes_at_the_period_end() {
     assert_eq!(h.sim.subscription(&sub).unwrap()["status"], "canceled");
     let types = r.valid_types();
     assert_eq!(types.last().unwrap(), "customer.subscription.deleted");
-    assert!(!types.iter().skip(8).any(|t| t == "invoice.created"), "no renewal invoice");
+    assert!(
+        !types.iter().skip(8).any(|t| t == "invoice.created"),
+        "no renewal invoice"
+    );
 }
 
 #[tokio::test]
@@ -142,7 +185,10 @@ async fn pause_collection_updates_and_a_paused_trial_resumes() {
     let (_, sub) = paid_subscription(&h).await;
     settle(&h).await;
     r.clear();
-    h.sim.pause_collection(&sub, Some("mark_uncollectible")).await.unwrap();
+    h.sim
+        .pause_collection(&sub, Some("mark_uncollectible"))
+        .await
+        .unwrap();
     settle(&h).await;
     assert_eq!(r.valid_types(), ["customer.subscription.updated"]);
     let ev = &r.all()[0].event;
@@ -159,7 +205,10 @@ async fn pause_collection_updates_and_a_paused_trial_resumes() {
             ("line_items[0][price]", "price_msr_weekly"),
             ("payment_method_collection", "if_required"),
             ("subscription_data[trial_period_days]", "7"),
-            ("subscription_data[trial_settings][end_behavior][missing_payment_method]", "pause"),
+            (
+                "subscription_data[trial_settings][end_behavior][missing_payment_method]",
+                "pause",
+            ),
         ])
         .send()
         .await
@@ -167,12 +216,25 @@ async fn pause_collection_updates_and_a_paused_trial_resumes() {
         .json()
         .await
         .unwrap();
-    let out = h.sim.pay_checkout_without_card(cs["id"].as_str().unwrap()).await.unwrap();
-    let msr_stripe_sim::CheckoutOutcome::Completed { subscription: trial, .. } = out else { panic!() };
+    let out = h
+        .sim
+        .pay_checkout_without_card(cs["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    let msr_stripe_sim::CheckoutOutcome::Completed {
+        subscription: trial,
+        ..
+    } = out
+    else {
+        panic!()
+    };
     assert_eq!(h.sim.subscription(&trial).unwrap()["status"], "trialing");
     h.sim.end_trial_now(&trial).await.unwrap();
     assert_eq!(h.sim.subscription(&trial).unwrap()["status"], "paused");
-    let cus = h.sim.subscription(&trial).unwrap()["customer"].as_str().unwrap().to_string();
+    let cus = h.sim.subscription(&trial).unwrap()["customer"]
+        .as_str()
+        .unwrap()
+        .to_string();
     h.sim.set_card(&cus, TestCard::Visa).await.unwrap();
     h.sim.resume(&trial).await.unwrap();
     settle(&h).await;
@@ -187,7 +249,10 @@ async fn duplicate_and_concurrent_copy_faults_repeat_events() {
     let (h, r) = setup().await;
     let c = client(&h);
     h.sim.set_fault(Fault::DuplicateDeliveries).await;
-    stripe_core::customer::CreateCustomer::new().send(&c).await.unwrap();
+    stripe_core::customer::CreateCustomer::new()
+        .send(&c)
+        .await
+        .unwrap();
     settle(&h).await;
     let ids: Vec<String> = r.all().iter().map(Received::id).collect();
     assert_eq!(ids.len(), 2);
@@ -195,7 +260,10 @@ async fn duplicate_and_concurrent_copy_faults_repeat_events() {
     h.sim.clear_faults().await;
     r.clear();
     h.sim.set_fault(Fault::ConcurrentCopies { copies: 3 }).await;
-    stripe_core::customer::CreateCustomer::new().send(&c).await.unwrap();
+    stripe_core::customer::CreateCustomer::new()
+        .send(&c)
+        .await
+        .unwrap();
     settle(&h).await;
     assert_eq!(r.all().len(), 3);
 }
@@ -206,7 +274,11 @@ async fn reverse_fault_reorders_only_the_next_batch() {
     let cs: serde_json::Value = http()
         .post(format!("{}v1/checkout/sessions", h.base_url))
         .bearer_auth("sk_test_x")
-        .form(&[("mode", "subscription"), ("customer_email", "r@x.io"), ("line_items[0][price]", "price_msr_weekly")])
+        .form(&[
+            ("mode", "subscription"),
+            ("customer_email", "r@x.io"),
+            ("line_items[0][price]", "price_msr_weekly"),
+        ])
         .send()
         .await
         .unwrap()
@@ -214,14 +286,20 @@ async fn reverse_fault_reorders_only_the_next_batch() {
         .await
         .unwrap();
     h.sim.set_fault(Fault::ReverseNextBatch).await;
-    h.sim.pay_checkout(cs["id"].as_str().unwrap(), TestCard::Visa).await.unwrap();
+    h.sim
+        .pay_checkout(cs["id"].as_str().unwrap(), TestCard::Visa)
+        .await
+        .unwrap();
     settle(&h).await;
     let types = r.valid_types();
     assert_eq!(types.first().unwrap(), "checkout.session.completed");
     assert_eq!(types.last().unwrap(), "customer.created");
     // One-shot: the next batch is in order again.
     r.clear();
-    stripe_core::customer::CreateCustomer::new().send(&client(&h)).await.unwrap();
+    stripe_core::customer::CreateCustomer::new()
+        .send(&client(&h))
+        .await
+        .unwrap();
     settle(&h).await;
     assert_eq!(r.valid_types(), ["customer.created"]);
 }
@@ -231,11 +309,17 @@ async fn bad_signature_faults_are_rejected_by_a_verifying_receiver() {
     for fault in [Fault::StaleSignature, Fault::TamperBody, Fault::WrongSecret] {
         let (h, r) = setup().await;
         h.sim.set_fault(fault.clone()).await;
-        stripe_core::customer::CreateCustomer::new().send(&client(&h)).await.unwrap();
+        stripe_core::customer::CreateCustomer::new()
+            .send(&client(&h))
+            .await
+            .unwrap();
         settle(&h).await;
         let got = r.all();
         assert_eq!(got.len(), 5, "{fault:?}: retried up to the limit");
-        assert!(got.iter().all(|x| !x.valid), "{fault:?}: receiver must reject");
+        assert!(
+            got.iter().all(|x| !x.valid),
+            "{fault:?}: receiver must reject"
+        );
     }
 }
 
@@ -244,15 +328,23 @@ async fn paused_deliveries_wait_for_flush_and_delay_holds_them_back() {
     let (h, r) = setup().await;
     let c = client(&h);
     h.sim.set_fault(Fault::PauseDeliveries).await;
-    stripe_core::customer::CreateCustomer::new().send(&c).await.unwrap();
+    stripe_core::customer::CreateCustomer::new()
+        .send(&c)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(r.all().is_empty());
     h.sim.flush_deliveries();
     settle(&h).await;
     assert_eq!(r.all().len(), 1);
 
-    h.sim.set_fault(Fault::DelayDeliveries { delay_ms: 300 }).await;
-    stripe_core::customer::CreateCustomer::new().send(&c).await.unwrap();
+    h.sim
+        .set_fault(Fault::DelayDeliveries { delay_ms: 300 })
+        .await;
+    stripe_core::customer::CreateCustomer::new()
+        .send(&c)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(r.all().len(), 1, "still held back");
     settle(&h).await;
@@ -262,10 +354,17 @@ async fn paused_deliveries_wait_for_flush_and_delay_holds_them_back() {
 #[tokio::test]
 async fn redeliver_sends_a_stored_event_again() {
     let (h, r) = setup().await;
-    stripe_core::customer::CreateCustomer::new().send(&client(&h)).await.unwrap();
+    stripe_core::customer::CreateCustomer::new()
+        .send(&client(&h))
+        .await
+        .unwrap();
     settle(&h).await;
     let id = r.all()[0].id();
-    let resp = http().post(format!("{}_sim/events/{id}/redeliver", h.base_url)).send().await.unwrap();
+    let resp = http()
+        .post(format!("{}_sim/events/{id}/redeliver", h.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     settle(&h).await;
     let got = r.all();
