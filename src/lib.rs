@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod billing;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,10 +1,11 @@
-//! The `msr-billing` binary: read the configuration, start logging, build the app, serve.
+//! The `msr-billing` binary: read the configuration, start logging, then serve or run a command.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use msr_billing::cli::{self, EventsCommand, SyncArgs};
 use msr_billing::config::Settings;
-use msr_billing::startup::Application;
+use msr_billing::startup::{self, Application};
 use msr_billing::telemetry;
 
 #[derive(Parser)]
@@ -18,6 +19,11 @@ struct Cli {
 enum Command {
     /// Serve HTTP (the default).
     Serve,
+    /// Fetch subscriptions from Stripe, repair every difference in the store, print a drift report.
+    Sync(SyncArgs),
+    /// Inspect and replay recorded Stripe events.
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 #[tokio::main]
@@ -30,9 +36,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(settings.log_format);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match Application::build(settings).await {
+    let command = cli.command.unwrap_or(Command::Serve);
+    telemetry::init_to(settings.log_format, !matches!(command, Command::Serve));
+    if let Command::Serve = command {
+        return match Application::build(settings).await {
             Ok(app) => match app.run_until_stopped().await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -44,6 +51,25 @@ async fn main() -> ExitCode {
                 eprintln!("msr-billing: cannot start: {e}");
                 ExitCode::FAILURE
             }
-        },
+        };
+    }
+    let state = match startup::build_state(settings, 0).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("msr-billing: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match &command {
+        Command::Sync(args) => cli::run_sync(&state, args).await,
+        Command::Events(events) => cli::run_events(&state, events).await,
+        Command::Serve => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("msr-billing: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -48,24 +48,7 @@ impl Application {
             .await
             .map_err(|source| StartupError::Bind { addr: settings.listen_addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.listen_addr.clone(), source })?.port();
-        let mut settings = settings;
-        fix_port_zero(&mut settings, port);
-        let db = Db::connect(settings.database_url.expose(), settings.db_max_connections).await?;
-        db.migrate().await?;
-        announce(&settings, &db);
-        let policy = Policy { past_due_grace: settings.past_due_grace };
-        let (stripe, prices, sim) = stripe_client(&mut settings, port)?;
-        let state = AppState {
-            db,
-            settings: Arc::new(settings),
-            policy,
-            stripe,
-            prices,
-            refetch: Arc::default(),
-            counters: Arc::default(),
-            sim,
-            wake: Arc::default(),
-        };
+        let state = build_state(settings, port).await?;
         Ok(Application { listener, port, state })
     }
 
@@ -97,6 +80,28 @@ impl Application {
         tracing::info!(port = self.port, "serving");
         axum::serve(self.listener, router).with_graceful_shutdown(stop).await
     }
+}
+
+/// Connects and migrates the database and builds the Stripe client: everything but the socket. The
+/// commands (`sync`, `events`) use this alone; `port` is where this process serves (or would).
+pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, StartupError> {
+    fix_port_zero(&mut settings, port);
+    let db = Db::connect(settings.database_url.expose(), settings.db_max_connections).await?;
+    db.migrate().await?;
+    announce(&settings, &db);
+    let policy = Policy { past_due_grace: settings.past_due_grace };
+    let (stripe, prices, sim) = stripe_client(&mut settings, port)?;
+    Ok(AppState {
+        db,
+        settings: Arc::new(settings),
+        policy,
+        stripe,
+        prices,
+        refetch: Arc::default(),
+        counters: Arc::default(),
+        sim,
+        wake: Arc::default(),
+    })
 }
 
 /// With `MSR_LISTEN_ADDR` on port 0 the default URLs name port 0; once bound, name the real port.

@@ -114,7 +114,7 @@ pub(crate) fn get_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, sq
 }
 
 /// Stored unix seconds as a time; out-of-range values (which we never write) clamp to the epoch.
-pub(crate) fn from_unix(secs: i64) -> chrono::DateTime<chrono::Utc> {
+pub fn from_unix(secs: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
 

@@ -165,7 +165,7 @@ fn checkout_view(sim: &Simulator, id: &str) -> Option<CheckoutView> {
     })
 }
 
-fn checkout_html(id: &str, v: &CheckoutView, notice: Option<(&str, &str)>) -> String {
+fn checkout_html(v: &CheckoutView, notice: Option<(&str, &str)>) -> String {
     let mut body = String::new();
     body.push_str(&format!("<h1>Subscribe to {}</h1>", esc(&v.product)));
     if let Some((class, text)) = notice {
@@ -191,11 +191,10 @@ fn checkout_html(id: &str, v: &CheckoutView, notice: Option<(&str, &str)>) -> St
     match v.status.as_str() {
         "open" => {
             body.push_str(&format!(
-                "<form method=\"post\" action=\"/c/pay/{id}\">\
+                "<form method=\"post\" action=\"\">\
                  <label for=\"card\">Test card</label> <select id=\"card\" name=\"card\">{opts}</select>\
                  <p><button type=\"submit\" name=\"action\" value=\"pay\">Pay</button>\
                  <button type=\"submit\" name=\"action\" value=\"decline\">Decline</button></p></form>",
-                id = esc(id),
                 opts = card_options(v.allow_no_card),
             ));
             if let Some(u) = v.cancel_url.as_deref().and_then(safe_url) {
@@ -223,7 +222,7 @@ fn checkout_html(id: &str, v: &CheckoutView, notice: Option<(&str, &str)>) -> St
 
 async fn checkout_page(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {
     match checkout_view(&sim, &id) {
-        Some(v) => page(StatusCode::OK, "Checkout", &checkout_html(&id, &v, None)),
+        Some(v) => page(StatusCode::OK, "Checkout", &checkout_html(&v, None)),
         None => page(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -252,7 +251,6 @@ async fn checkout_submit(
             StatusCode::PAYMENT_REQUIRED,
             "Checkout",
             &checkout_html(
-                &id,
                 &view,
                 Some((
                     "error",
@@ -269,7 +267,7 @@ async fn checkout_submit(
                 return page(
                     StatusCode::BAD_REQUEST,
                     "Checkout",
-                    &checkout_html(&id, &view, Some(("error", "Unknown test card."))),
+                    &checkout_html(&view, Some(("error", "Unknown test card."))),
                 );
             }
         },
@@ -285,13 +283,12 @@ async fn checkout_submit(
         Ok(CheckoutOutcome::Completed { .. }) => page(
             StatusCode::OK,
             "Checkout",
-            &checkout_html(&id, &fresh, Some(("ok", "Payment complete."))),
+            &checkout_html(&fresh, Some(("ok", "Payment complete."))),
         ),
         Ok(CheckoutOutcome::RequiresAction { subscription }) => page(
             StatusCode::PAYMENT_REQUIRED,
             "Checkout",
             &checkout_html(
-                &id,
                 &fresh,
                 Some((
                     "error",
@@ -312,7 +309,7 @@ async fn checkout_submit(
             page(
                 status,
                 "Checkout",
-                &checkout_html(&id, &fresh, Some(("error", &msg))),
+                &checkout_html(&fresh, Some(("error", &msg))),
             )
         }
     }
@@ -390,10 +387,9 @@ async fn portal_page(
             }
             let button = |action: &str, label: &str| {
                 format!(
-                    "<form class=\"inline\" method=\"post\" action=\"/p/session/{pid}\">\
+                    "<form class=\"inline\" method=\"post\" action=\"\">\
                      <input type=\"hidden\" name=\"subscription\" value=\"{sid}\">\
                      <button type=\"submit\" name=\"action\" value=\"{action}\">{label}</button></form>",
-                    pid = esc(&id),
                     sid = esc(&s.id),
                     action = esc(action),
                     label = esc(label),
@@ -420,10 +416,9 @@ async fn portal_page(
             body.push_str("</p></div>");
         }
         body.push_str(&format!(
-            "<div class=\"card\"><form method=\"post\" action=\"/p/session/{pid}\">\
+            "<div class=\"card\"><form method=\"post\" action=\"\">\
              <label for=\"card\">New test card</label> <select id=\"card\" name=\"card\">{opts}</select>\
              <button type=\"submit\" name=\"action\" value=\"update_card\">Update card</button></form></div>",
-            pid = esc(&id),
             opts = card_options(false),
         ));
         if let Some(u) = ps.return_url.as_deref().and_then(safe_url) {
@@ -547,7 +542,8 @@ async fn portal_submit(
         Err(e) => (e.message, "0"),
     };
     let q = serde_urlencoded::to_string([("msg", msg.as_str()), ("ok", ok)]).unwrap_or_default();
-    redirect(&format!("/p/session/{id}?{q}"))
+    // Relative, so the page works wherever the simulator is mounted (demo mode nests it).
+    redirect(&format!("{id}?{q}"))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod billing;
+mod commands;
 mod dev_routes;
 mod entitlement;
 mod process;

@@ -571,7 +571,7 @@ impl State {
             "subscription": cs.subscription,
             "success_url": cs.success_url,
             "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-            "ui_mode": "hosted",
+            "ui_mode": "hosted_page",
             "url": url,
         })
     }
