@@ -83,6 +83,8 @@ pub struct Counters {
     pub events_recorded: AtomicU64,
     /// Duplicate deliveries.
     pub events_duplicate: AtomicU64,
+    /// Events this instance finished processing (whatever the outcome).
+    pub events_processed: AtomicU64,
     /// Subscription re-fetches sent to Stripe.
     pub refetches: AtomicU64,
 }

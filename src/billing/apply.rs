@@ -44,7 +44,10 @@ pub async fn process(state: &AppState, event_id: &str, replay: bool) -> Result<O
         }
     };
     match result {
-        Ok(outcome) => Ok(Some(outcome)),
+        Ok(outcome) => {
+            Counters::bump(&state.counters.events_processed);
+            Ok(Some(outcome))
+        }
         Err(e) => {
             let detail = describe(&e);
             let outcome = db::events::fail(&state.db.pool, event_id, &detail, now, i64::from(state.settings.event_max_attempts)).await?;

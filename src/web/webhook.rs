@@ -46,9 +46,8 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             .into_response());
     }
     let recorded = ingest::record(&state, &body, "webhook").await?;
-    if !recorded.new {
-        return Ok(axum::Json(json!({"received": true, "id": recorded.id, "duplicate": true})).into_response());
-    }
+    // A duplicate of an event still waiting (its first delivery was cut off after the insert) is
+    // applied now; for anything already applied the claim fails at once and nothing happens.
     let id = recorded.id.clone();
     let worker_state = state.clone();
     // Applied in its own task: a slow Stripe re-fetch must not hold Stripe's delivery, and a dropped
@@ -56,12 +55,17 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let task = tokio::spawn(async move { apply::process(&worker_state, &id, false).await });
     let outcome = match tokio::time::timeout(APPLY_WAIT, task).await {
         Ok(Ok(Ok(Some(state)))) => state.as_str(),
-        Ok(Ok(Ok(None))) => "in_progress",
+        Ok(Ok(Ok(None))) if recorded.new => "in_progress",
+        Ok(Ok(Ok(None))) => "already_processed",
         Ok(Ok(Err(e))) => {
             tracing::warn!(error = %e, "event recorded; applying it failed and will be retried");
             "pending"
         }
         Ok(Err(_)) | Err(_) => "pending",
     };
-    Ok(axum::Json(json!({"received": true, "id": recorded.id, "state": outcome})).into_response())
+    let mut answer = json!({"received": true, "id": recorded.id, "state": outcome});
+    if !recorded.new {
+        answer["duplicate"] = json!(true);
+    }
+    Ok(axum::Json(answer).into_response())
 }

@@ -46,6 +46,11 @@ impl TestDb {
         }
     }
 
+    /// Another handle on a database someone else owns (a second instance on it); never dropped.
+    pub fn shared(url: &str) -> TestDb {
+        TestDb { url: url.to_owned(), _dir: None, pg_drop: None }
+    }
+
     /// A new SQLite file in its own temporary folder.
     pub fn fresh_sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -219,6 +224,12 @@ impl StripeApp {
     }
 
     pub async fn spawn_with(vars: &[(&str, &str)]) -> StripeApp {
+        let db = TestDb::fresh().await;
+        Self::spawn_on(db, vars).await
+    }
+
+    /// The app on a given database, with its own simulator.
+    pub async fn spawn_on(db: TestDb, vars: &[(&str, &str)]) -> StripeApp {
         let config = msr_stripe_sim::SimConfig {
             webhook_backoff: std::time::Duration::from_millis(100),
             webhook_timeout: std::time::Duration::from_secs(10),
@@ -239,12 +250,27 @@ impl StripeApp {
             ("MSR_EVENTS_POLL_INTERVAL", "0"),
         ];
         env.extend_from_slice(vars);
-        let app = TestApp::spawn_with(&env).await;
+        let app = TestApp::spawn_on(db, &env).await;
         stripe.sim.set_webhook_endpoints(vec![msr_stripe_sim::WebhookEndpoint {
             url: format!("{}/billing/webhook", app.address),
             secret: WEBHOOK_SECRET.into(),
         }]);
         StripeApp { app, stripe }
+    }
+
+    /// Another instance of the service on the same database and simulator (both receive webhooks).
+    pub async fn second_instance(&self) -> TestApp {
+        let vars: Vec<(&str, &str)> = vec![
+            ("STRIPE_API_KEY", "sk_test_simulator"),
+            ("STRIPE_API_BASE", &self.stripe.base_url),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("MSR_EVENTS_POLL_INTERVAL", "0"),
+        ];
+        let other = TestApp::spawn_on(TestDb::shared(&self.db.url), &vars).await;
+        let mut endpoints = self.sim().webhook_endpoints();
+        endpoints.push(msr_stripe_sim::WebhookEndpoint { url: format!("{}/billing/webhook", other.address), secret: WEBHOOK_SECRET.into() });
+        self.sim().set_webhook_endpoints(endpoints);
+        other
     }
 
     pub fn sim(&self) -> &msr_stripe_sim::Simulator {

@@ -8,5 +8,6 @@ mod commands;
 mod dev_routes;
 mod entitlement;
 mod process;
+mod resilience;
 mod service;
 mod webhook;
