@@ -53,7 +53,10 @@ pub async fn run_sync(state: &AppState, args: &SyncArgs) -> Result<(), AppError>
         .transpose()
         .map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))?;
     let (checked, drifts) = sync::sync_subscriptions(state, user.as_ref()).await?;
-    println!("checked {checked} user(s) with a Stripe customer; {} differed", drifts.len());
+    println!(
+        "checked {checked} user(s) with a Stripe customer; {} differed",
+        drifts.len()
+    );
     for d in &drifts {
         println!("  {}: {} -> {}", d.user_id, d.before, d.after);
     }
@@ -63,13 +66,23 @@ pub async fn run_sync(state: &AppState, args: &SyncArgs) -> Result<(), AppError>
 /// Runs `events list` or `events replay`.
 pub async fn run_events(state: &AppState, command: &EventsCommand) -> Result<(), AppError> {
     match command {
-        EventsCommand::List { failed, unmatched, limit } => {
+        EventsCommand::List {
+            failed,
+            unmatched,
+            limit,
+        } => {
             let states: &[&str] = if *failed {
                 &["failed", "dead"]
             } else if *unmatched {
                 &["unmatched"]
             } else {
-                &["pending", "failed", "dead", "unmatched", "livemode_mismatch"]
+                &[
+                    "pending",
+                    "failed",
+                    "dead",
+                    "unmatched",
+                    "livemode_mismatch",
+                ]
             };
             let events = db::events::list_in_states(&state.db.pool, states, *limit).await?;
             println!("{} event(s)", events.len());
@@ -90,7 +103,8 @@ pub async fn run_events(state: &AppState, command: &EventsCommand) -> Result<(),
         EventsCommand::Replay { failed, ids } => {
             let mut targets = ids.clone();
             if *failed {
-                let events = db::events::list_in_states(&state.db.pool, &["failed", "dead"], 10_000).await?;
+                let events =
+                    db::events::list_in_states(&state.db.pool, &["failed", "dead"], 10_000).await?;
                 targets.extend(events.into_iter().map(|e| e.id));
             }
             if targets.is_empty() {
@@ -99,7 +113,9 @@ pub async fn run_events(state: &AppState, command: &EventsCommand) -> Result<(),
             for id in targets {
                 match apply::process(state, &id, true).await? {
                     Some(outcome) => println!("  {id}: {}", outcome.as_str()),
-                    None => println!("  {id}: not replayed (unknown, already applied, or being applied elsewhere)"),
+                    None => println!(
+                        "  {id}: not replayed (unknown, already applied, or being applied elsewhere)"
+                    ),
                 }
             }
             Ok(())

@@ -43,7 +43,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(var: &str, message: impl Into<String>) -> Self {
-        Self { var: var.to_owned(), message: message.into() }
+        Self {
+            var: var.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -152,7 +155,9 @@ impl Source for ProcessEnv {
 
 impl Source for HashMap<String, String> {
     fn get(&self, key: &str) -> Option<String> {
-        HashMap::get(self, key).cloned().filter(|v| !v.trim().is_empty())
+        HashMap::get(self, key)
+            .cloned()
+            .filter(|v| !v.trim().is_empty())
     }
 }
 
@@ -172,8 +177,14 @@ impl Settings {
         let api_key = env.get("STRIPE_API_KEY").map(Secret::new);
         if let Some(key) = &api_key {
             let k = key.expose();
-            if !["sk_test_", "sk_live_", "rk_test_", "rk_live_"].iter().any(|p| k.starts_with(p)) {
-                return Err(ConfigError::new("STRIPE_API_KEY", "must be a Stripe secret key starting with sk_test_ or sk_live_"));
+            if !["sk_test_", "sk_live_", "rk_test_", "rk_live_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+            {
+                return Err(ConfigError::new(
+                    "STRIPE_API_KEY",
+                    "must be a Stripe secret key starting with sk_test_ or sk_live_",
+                ));
             }
         }
         let debug = match env.get("MSR_DEBUG") {
@@ -202,16 +213,24 @@ impl Settings {
             ));
         }
 
-        let listen_addr = env.get("MSR_LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+        let listen_addr = env
+            .get("MSR_LISTEN_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8000".to_owned());
         check_listen_addr(&listen_addr)?;
         let public_url = match env.get("MSR_PUBLIC_URL") {
             Some(raw) => parse_url("MSR_PUBLIC_URL", &raw)?,
             None => {
-                let host_port = listen_addr.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+                let host_port = listen_addr
+                    .replace("0.0.0.0", "127.0.0.1")
+                    .replace("[::]", "[::1]");
                 parse_url("MSR_LISTEN_ADDR", &format!("http://{host_port}/"))?
             }
         };
-        let default_url = |path: &str| public_url.join(path).map_err(|e| ConfigError::new("MSR_PUBLIC_URL", e.to_string()));
+        let default_url = |path: &str| {
+            public_url
+                .join(path)
+                .map_err(|e| ConfigError::new("MSR_PUBLIC_URL", e.to_string()))
+        };
         let url_or = |var: &str, path: &str| match env.get(var) {
             Some(raw) => parse_url(var, &raw),
             None => default_url(path),
@@ -219,12 +238,24 @@ impl Settings {
 
         let webhook_secrets = env
             .get("STRIPE_WEBHOOK_SECRET")
-            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::new).collect())
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
             .unwrap_or_default();
-        let api_base = env.get("STRIPE_API_BASE").map(|raw| parse_url("STRIPE_API_BASE", &raw)).transpose()?;
+        let api_base = env
+            .get("STRIPE_API_BASE")
+            .map(|raw| parse_url("STRIPE_API_BASE", &raw))
+            .transpose()?;
 
         Ok(Settings {
-            database_url: Secret::new(env.get("DATABASE_URL").unwrap_or_else(|| "sqlite://msr.db".to_owned())),
+            database_url: Secret::new(
+                env.get("DATABASE_URL")
+                    .unwrap_or_else(|| "sqlite://msr.db".to_owned()),
+            ),
             db_max_connections: parse_number(env, "MSR_DB_MAX_CONNECTIONS", 10, 1..=1000)?,
             debug,
             stripe: StripeSettings {
@@ -234,7 +265,10 @@ impl Settings {
                 price_weekly: env.get("STRIPE_PRICE_WEEKLY"),
                 price_monthly: env.get("STRIPE_PRICE_MONTHLY"),
             },
-            frontend_return_url: url_or("FRONTEND_RETURN_URL", "billing/return?session_id={CHECKOUT_SESSION_ID}")?,
+            frontend_return_url: url_or(
+                "FRONTEND_RETURN_URL",
+                "billing/return?session_id={CHECKOUT_SESSION_ID}",
+            )?,
             frontend_cancel_url: url_or("FRONTEND_CANCEL_URL", "billing/cancel")?,
             billing_portal_return_url: url_or("BILLING_PORTAL_RETURN_URL", "account")?,
             public_url,
@@ -251,13 +285,20 @@ impl Settings {
             )?,
             stripe_timeout: parse_duration_var(env, "MSR_STRIPE_TIMEOUT", Duration::seconds(10))?,
             worker_interval: parse_duration_var(env, "MSR_WORKER_INTERVAL", Duration::seconds(1))?,
-            events_poll_interval: parse_duration_var(env, "MSR_EVENTS_POLL_INTERVAL", Duration::minutes(5))?,
+            events_poll_interval: parse_duration_var(
+                env,
+                "MSR_EVENTS_POLL_INTERVAL",
+                Duration::minutes(5),
+            )?,
             event_max_attempts: parse_number(env, "MSR_EVENT_MAX_ATTEMPTS", 8, 1..=100)?,
             log_format: match env.get("MSR_LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
                 Some(other) => {
-                    return Err(ConfigError::new("MSR_LOG_FORMAT", format!("must be text or json, got {other:?}")));
+                    return Err(ConfigError::new(
+                        "MSR_LOG_FORMAT",
+                        format!("must be text or json, got {other:?}"),
+                    ));
                 }
             },
         })
@@ -273,40 +314,67 @@ fn parse_bool(raw: &str) -> Option<bool> {
 }
 
 fn parse_url(var: &str, raw: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(raw.trim()).map_err(|e| ConfigError::new(var, format!("is not a URL ({e}): {raw:?}")))?;
+    let url = Url::parse(raw.trim())
+        .map_err(|e| ConfigError::new(var, format!("is not a URL ({e}): {raw:?}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::new(var, format!("must be an http(s) URL with a host, got {raw:?}")));
+        return Err(ConfigError::new(
+            var,
+            format!("must be an http(s) URL with a host, got {raw:?}"),
+        ));
     }
     Ok(url)
 }
 
 fn check_listen_addr(raw: &str) -> Result<(), ConfigError> {
-    let port = raw.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+    let port = raw
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()));
     match port {
         Some((host, Ok(_))) if !host.is_empty() => Ok(()),
-        _ => Err(ConfigError::new("MSR_LISTEN_ADDR", format!("must be host:port such as 127.0.0.1:8000, got {raw:?}"))),
-    }
-}
-
-fn parse_number<T>(env: &dyn Source, var: &str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-{
-    let Some(raw) = env.get(var) else { return Ok(default) };
-    match raw.trim().parse::<T>() {
-        Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(ConfigError::new(
-            var,
-            format!("must be a whole number from {} to {}, got {raw:?}", range.start(), range.end()),
+            "MSR_LISTEN_ADDR",
+            format!("must be host:port such as 127.0.0.1:8000, got {raw:?}"),
         )),
     }
 }
 
-fn parse_duration_var(env: &dyn Source, var: &str, default: Duration) -> Result<Duration, ConfigError> {
+fn parse_number<T>(
+    env: &dyn Source,
+    var: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = env.get(var) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            var,
+            format!(
+                "must be a whole number from {} to {}, got {raw:?}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+fn parse_duration_var(
+    env: &dyn Source,
+    var: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match env.get(var) {
         None => Ok(default),
         Some(raw) => parse_duration(&raw).ok_or_else(|| {
-            ConfigError::new(var, format!("must be a duration such as 0, 90s, 30m, 72h or 3d, got {raw:?}"))
+            ConfigError::new(
+                var,
+                format!("must be a duration such as 0, 90s, 30m, 72h or 3d, got {raw:?}"),
+            )
         }),
     }
 }
@@ -344,7 +412,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -353,7 +424,10 @@ mod tests {
         assert!(s.debug);
         assert_eq!(s.stripe.mode, StripeMode::Simulated);
         assert_eq!(s.listen_addr, "127.0.0.1:8000");
-        assert_eq!(s.frontend_cancel_url.as_str(), "http://127.0.0.1:8000/billing/cancel");
+        assert_eq!(
+            s.frontend_cancel_url.as_str(),
+            "http://127.0.0.1:8000/billing/cancel"
+        );
         assert_eq!(s.past_due_grace, Duration::zero());
     }
 
@@ -361,15 +435,30 @@ mod tests {
     fn a_stripe_key_turns_debug_off_by_default_and_then_the_internal_key_is_required() {
         let err = Settings::from_source(&env(&[("STRIPE_API_KEY", "sk_test_1")])).unwrap_err();
         assert_eq!(err.var, "MSR_INTERNAL_API_KEY");
-        let s = Settings::from_source(&env(&[("STRIPE_API_KEY", "sk_test_1"), ("MSR_INTERNAL_API_KEY", "k")])).unwrap();
+        let s = Settings::from_source(&env(&[
+            ("STRIPE_API_KEY", "sk_test_1"),
+            ("MSR_INTERNAL_API_KEY", "k"),
+        ]))
+        .unwrap();
         assert!(!s.debug);
     }
 
     #[test]
     fn debug_is_refused_with_a_live_key_and_allowed_with_a_test_key() {
-        let err = Settings::from_source(&env(&[("STRIPE_API_KEY", "sk_live_1"), ("MSR_DEBUG", "true")])).unwrap_err();
-        assert!(err.to_string().contains("MSR_DEBUG") && err.to_string().contains("STRIPE_API_KEY"), "{err}");
-        let s = Settings::from_source(&env(&[("STRIPE_API_KEY", "sk_test_1"), ("MSR_DEBUG", "true")])).unwrap();
+        let err = Settings::from_source(&env(&[
+            ("STRIPE_API_KEY", "sk_live_1"),
+            ("MSR_DEBUG", "true"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("MSR_DEBUG") && err.to_string().contains("STRIPE_API_KEY"),
+            "{err}"
+        );
+        let s = Settings::from_source(&env(&[
+            ("STRIPE_API_KEY", "sk_test_1"),
+            ("MSR_DEBUG", "true"),
+        ]))
+        .unwrap();
         assert!(s.debug);
     }
 

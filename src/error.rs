@@ -59,7 +59,9 @@ pub enum AppError {
     #[error("{0}")]
     Stripe(String),
     /// Stripe is not configured on this instance (503).
-    #[error("Stripe is not configured: set STRIPE_API_KEY (or run with MSR_DEBUG=true for the simulator)")]
+    #[error(
+        "Stripe is not configured: set STRIPE_API_KEY (or run with MSR_DEBUG=true for the simulator)"
+    )]
     StripeNotConfigured,
     /// A bug or an unexpected failure (500).
     #[error("internal error")]
@@ -78,9 +80,9 @@ impl AppError {
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::DatabaseUnavailable(_) | AppError::Timeout | AppError::StripeNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::DatabaseUnavailable(_)
+            | AppError::Timeout
+            | AppError::StripeNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Stripe(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,7 +109,10 @@ impl AppError {
 
     /// A 422 with a code and message.
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        AppError::Invalid { code, message: message.into() }
+        AppError::Invalid {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -116,8 +121,12 @@ impl From<crate::stripe::StripeCallError> for AppError {
     fn from(e: crate::stripe::StripeCallError) -> Self {
         use crate::stripe::StripeCallError as E;
         AppError::Stripe(match e {
-            E::Unreachable(_) => "Stripe did not answer in time; nothing was charged, try again".to_owned(),
-            E::Api { status, message, .. } => format!("Stripe refused the request ({status}): {message}"),
+            E::Unreachable(_) => {
+                "Stripe did not answer in time; nothing was charged, try again".to_owned()
+            }
+            E::Api {
+                status, message, ..
+            } => format!("Stripe refused the request ({status}): {message}"),
             E::Parse(_) => "Stripe's answer could not be read; try again".to_owned(),
         })
     }
@@ -127,10 +136,13 @@ impl From<sqlx::Error> for AppError {
     /// Policy: a database we cannot reach is a 503 (the caller may retry); anything else is a bug.
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => AppError::DatabaseUnavailable(e),
+            sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => {
                 AppError::DatabaseUnavailable(e)
             }
-            sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => AppError::DatabaseUnavailable(e),
             other => AppError::Internal(format!("database: {other}")),
         }
     }
@@ -139,7 +151,11 @@ impl From<sqlx::Error> for AppError {
 /// SQLite busy/locked/read-only/IO and PostgreSQL connection and shutdown classes.
 fn is_unavailable_code(code: Option<&str>) -> bool {
     match code {
-        Some(c) => matches!(c, "5" | "6" | "8" | "10" | "13" | "14") || c.starts_with("08") || c.starts_with("57P"),
+        Some(c) => {
+            matches!(c, "5" | "6" | "8" | "10" | "13" | "14")
+                || c.starts_with("08")
+                || c.starts_with("57P")
+        }
         None => false,
     }
 }
@@ -167,7 +183,11 @@ impl IntoResponse for AppError {
             AppError::Internal(detail) => detail.clone(),
             other => other.to_string(),
         };
-        let mut response = (status, Json(json!({"error": {"code": self.code(), "message": message}}))).into_response();
+        let mut response = (
+            status,
+            Json(json!({"error": {"code": self.code(), "message": message}})),
+        )
+            .into_response();
         response.extensions_mut().insert(ErrorCause(cause));
         response
     }

@@ -12,7 +12,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod startup;
-pub mod stripe;
 pub mod state;
+pub mod stripe;
 pub mod telemetry;
 pub mod web;

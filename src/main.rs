@@ -9,7 +9,11 @@ use msr_billing::startup::{self, Application};
 use msr_billing::telemetry;
 
 #[derive(Parser)]
-#[command(name = "msr-billing", version, about = "Billing service of My Smart Road")]
+#[command(
+    name = "msr-billing",
+    version,
+    about = "Billing service of My Smart Road"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -46,10 +46,23 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let listener = TcpListener::bind(&settings.listen_addr)
             .await
-            .map_err(|source| StartupError::Bind { addr: settings.listen_addr.clone(), source })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: settings.listen_addr.clone(), source })?.port();
+            .map_err(|source| StartupError::Bind {
+                addr: settings.listen_addr.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: settings.listen_addr.clone(),
+                source,
+            })?
+            .port();
         let state = build_state(settings, port).await?;
-        Ok(Application { listener, port, state })
+        Ok(Application {
+            listener,
+            port,
+            state,
+        })
     }
 
     /// The port actually bound (useful with port 0).
@@ -74,11 +87,16 @@ impl Application {
 
     /// Serves until `stop` completes, letting in-flight requests finish. The background worker runs
     /// beside the server.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         crate::billing::worker::spawn(self.state.clone());
         let router = crate::web::router(self.state.clone());
         tracing::info!(port = self.port, "serving");
-        axum::serve(self.listener, router).with_graceful_shutdown(stop).await
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(stop)
+            .await
     }
 }
 
@@ -89,7 +107,9 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
     let db = Db::connect(settings.database_url.expose(), settings.db_max_connections).await?;
     db.migrate().await?;
     announce(&settings, &db);
-    let policy = Policy { past_due_grace: settings.past_due_grace };
+    let policy = Policy {
+        past_due_grace: settings.past_due_grace,
+    };
     let (stripe, prices, sim) = stripe_client(&mut settings, port)?;
     Ok(AppState {
         db,
@@ -123,34 +143,68 @@ pub const SIMULATOR_PATH: &str = "/_stripe";
 
 /// The Stripe client the settings ask for, the plans' prices, and in demo mode the simulator (whose
 /// webhook secret, made up here, joins the settings).
-fn stripe_client(settings: &mut Settings, port: u16) -> Result<(Option<StripeApi>, Prices, Option<Simulator>), StartupError> {
-    let mut prices = Prices { weekly: settings.stripe.price_weekly.clone(), monthly: settings.stripe.price_monthly.clone() };
-    let timeout = settings.stripe_timeout.to_std().unwrap_or(std::time::Duration::from_secs(10));
+fn stripe_client(
+    settings: &mut Settings,
+    port: u16,
+) -> Result<(Option<StripeApi>, Prices, Option<Simulator>), StartupError> {
+    let mut prices = Prices {
+        weekly: settings.stripe.price_weekly.clone(),
+        monthly: settings.stripe.price_monthly.clone(),
+    };
+    let timeout = settings
+        .stripe_timeout
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(10));
     if settings.stripe.mode == StripeMode::Simulated {
         let secret = format!("whsec_sim_{:032x}", rand::random::<u128>());
-        let public = settings.public_url.as_str().trim_end_matches('/').to_owned();
+        let public = settings
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
         let sim = Simulator::new(SimConfig {
-            webhook_endpoints: vec![WebhookEndpoint { url: format!("{public}/billing/webhook"), secret: secret.clone() }],
+            webhook_endpoints: vec![WebhookEndpoint {
+                url: format!("{public}/billing/webhook"),
+                secret: secret.clone(),
+            }],
             public_url: Some(format!("{public}{SIMULATOR_PATH}/")),
             ..SimConfig::default()
         });
         settings.stripe.webhook_secrets.push(Secret::new(secret));
         let plans = msr_stripe_sim::PlanSeed::defaults();
-        let price = |interval: &str| plans.iter().find(|p| p.interval == interval).map(|p| p.price_id.clone());
+        let price = |interval: &str| {
+            plans
+                .iter()
+                .find(|p| p.interval == interval)
+                .map(|p| p.price_id.clone())
+        };
         prices.weekly = prices.weekly.or_else(|| price("week"));
         prices.monthly = prices.monthly.or_else(|| price("month"));
         let base = format!("http://127.0.0.1:{port}{SIMULATOR_PATH}/");
-        let api = StripeApi::new("sk_test_simulated", Some(&base), settings.stripe_rate_limit, timeout)
-            .map_err(|e| ConfigError { var: "STRIPE_API_BASE".into(), message: e.to_string() })?;
+        let api = StripeApi::new(
+            "sk_test_simulated",
+            Some(&base),
+            settings.stripe_rate_limit,
+            timeout,
+        )
+        .map_err(|e| ConfigError {
+            var: "STRIPE_API_BASE".into(),
+            message: e.to_string(),
+        })?;
         return Ok((Some(api), prices, Some(sim)));
     }
     match &settings.stripe.mode {
         StripeMode::Remote { api_key } => {
             let base = settings.stripe.api_base.as_ref().map(url::Url::as_str);
             let api = StripeApi::new(api_key.expose(), base, settings.stripe_rate_limit, timeout)
-                .map_err(|e| ConfigError { var: "STRIPE_API_BASE".into(), message: e.to_string() })?;
+                .map_err(|e| ConfigError {
+                var: "STRIPE_API_BASE".into(),
+                message: e.to_string(),
+            })?;
             if prices.weekly.is_none() || prices.monthly.is_none() {
-                tracing::warn!("STRIPE_PRICE_WEEKLY or STRIPE_PRICE_MONTHLY is unset: checkout for that plan answers 500");
+                tracing::warn!(
+                    "STRIPE_PRICE_WEEKLY or STRIPE_PRICE_MONTHLY is unset: checkout for that plan answers 500"
+                );
             }
             Ok((Some(api), prices, None))
         }
@@ -163,14 +217,22 @@ fn announce(settings: &Settings, db: &Db) {
     if settings.debug {
         tracing::warn!("MSR_DEBUG is on: /dev routes are served; never run this way in production");
         if settings.internal_api_key.is_none() {
-            tracing::warn!("MSR_INTERNAL_API_KEY is unset: X-User-Id is accepted without a bearer key (debug only)");
+            tracing::warn!(
+                "MSR_INTERNAL_API_KEY is unset: X-User-Id is accepted without a bearer key (debug only)"
+            );
         }
     }
     match &settings.stripe.mode {
-        StripeMode::Simulated => tracing::warn!("no STRIPE_API_KEY: payments are SIMULATED by the built-in Stripe simulator"),
-        StripeMode::Remote { .. } if settings.debug => tracing::warn!("debug mode with a Stripe test key"),
+        StripeMode::Simulated => tracing::warn!(
+            "no STRIPE_API_KEY: payments are SIMULATED by the built-in Stripe simulator"
+        ),
+        StripeMode::Remote { .. } if settings.debug => {
+            tracing::warn!("debug mode with a Stripe test key")
+        }
         StripeMode::Remote { .. } => {}
-        StripeMode::Disabled => tracing::warn!("no STRIPE_API_KEY and debug off: billing routes answer 503"),
+        StripeMode::Disabled => {
+            tracing::warn!("no STRIPE_API_KEY and debug off: billing routes answer 503")
+        }
     }
 }
 

@@ -17,15 +17,19 @@ use crate::db::subscriptions::StoredSubscription;
 use crate::domain::{StripeStatus, SubscriptionSnapshot, UserId};
 use crate::error::AppError;
 use crate::state::{AppState, Counters};
-use crate::stripe::objects::{self, CheckoutInfo, EventEnvelope};
 use crate::stripe::StripeCallError;
+use crate::stripe::objects::{self, CheckoutInfo, EventEnvelope};
 
 /// How long one instance holds an event while applying it.
 const LEASE_SECS: i64 = 60;
 
 /// Claims, applies and records one stored event. `None` when another worker holds it or it is not
 /// waiting (already applied). With `replay`, dead and unmatched events are taken too.
-pub async fn process(state: &AppState, event_id: &str, replay: bool) -> Result<Option<EventState>, AppError> {
+pub async fn process(
+    state: &AppState,
+    event_id: &str,
+    replay: bool,
+) -> Result<Option<EventState>, AppError> {
     let now = Utc::now().timestamp();
     if !db::events::claim(&state.db.pool, event_id, now, LEASE_SECS, replay).await? {
         return Ok(None);
@@ -35,7 +39,8 @@ pub async fn process(state: &AppState, event_id: &str, replay: bool) -> Result<O
     };
     let result = match objects::parse_event(stored.payload.as_bytes()) {
         Ok(event) => {
-            let span = tracing::info_span!("event", stripe.event_id = %event.id, kind = %event.kind);
+            let span =
+                tracing::info_span!("event", stripe.event_id = %event.id, kind = %event.kind);
             tracing::Instrument::instrument(apply_event(state, &event), span).await
         }
         Err(e) => {
@@ -50,7 +55,14 @@ pub async fn process(state: &AppState, event_id: &str, replay: bool) -> Result<O
         }
         Err(e) => {
             let detail = describe(&e);
-            let outcome = db::events::fail(&state.db.pool, event_id, &detail, now, i64::from(state.settings.event_max_attempts)).await?;
+            let outcome = db::events::fail(
+                &state.db.pool,
+                event_id,
+                &detail,
+                now,
+                i64::from(state.settings.event_max_attempts),
+            )
+            .await?;
             tracing::warn!(event = event_id, error = %detail, state = outcome.as_str(), "event not applied; will retry");
             Ok(Some(outcome))
         }
@@ -67,8 +79,22 @@ fn describe(e: &AppError) -> String {
     text.chars().take(500).collect()
 }
 
-async fn finish_alone(state: &AppState, id: &str, outcome: EventState, user: Option<&str>, customer: Option<&str>) -> Result<EventState, AppError> {
-    db::events::finish(&state.db.pool, id, outcome, user, customer, Utc::now().timestamp()).await?;
+async fn finish_alone(
+    state: &AppState,
+    id: &str,
+    outcome: EventState,
+    user: Option<&str>,
+    customer: Option<&str>,
+) -> Result<EventState, AppError> {
+    db::events::finish(
+        &state.db.pool,
+        id,
+        outcome,
+        user,
+        customer,
+        Utc::now().timestamp(),
+    )
+    .await?;
     Ok(outcome)
 }
 
@@ -76,7 +102,10 @@ async fn apply_event(state: &AppState, event: &EventEnvelope) -> Result<EventSta
     let kind = event.kind.as_str();
     if kind.starts_with("customer.subscription.") {
         apply_subscription_event(state, event).await
-    } else if matches!(kind, "checkout.session.completed" | "checkout.session.async_payment_succeeded") {
+    } else if matches!(
+        kind,
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded"
+    ) {
         let info = objects::checkout_session(&event.object).map_err(AppError::Internal)?;
         apply_checkout_session(state, &info, Some(event), event.created).await
     } else if kind.starts_with("invoice.") {
@@ -88,7 +117,15 @@ async fn apply_event(state: &AppState, event: &EventEnvelope) -> Result<EventSta
             "invoice.paid" | "invoice.payment_succeeded" => Some(false),
             _ => None,
         };
-        refetch_and_write(state, &subscription, Some(event), event.created, None, action_required).await
+        refetch_and_write(
+            state,
+            &subscription,
+            Some(event),
+            event.created,
+            None,
+            action_required,
+        )
+        .await
     } else if matches!(kind, "customer.created" | "customer.updated") {
         link_from_customer_object(state, event).await
     } else {
@@ -96,12 +133,20 @@ async fn apply_event(state: &AppState, event: &EventEnvelope) -> Result<EventSta
     }
 }
 
-async fn apply_subscription_event(state: &AppState, event: &EventEnvelope) -> Result<EventState, AppError> {
+async fn apply_subscription_event(
+    state: &AppState,
+    event: &EventEnvelope,
+) -> Result<EventState, AppError> {
     let snapshot = match objects::subscription(&event.object) {
         Ok(s) => s,
         Err(e) => {
             // A payload we cannot read (API drift): ask Stripe for the subscription instead.
-            let Some(id) = event.object.get("id").and_then(|v| v.as_str()).filter(|id| id.starts_with("sub_")) else {
+            let Some(id) = event
+                .object
+                .get("id")
+                .and_then(|v| v.as_str())
+                .filter(|id| id.starts_with("sub_"))
+            else {
                 tracing::warn!(error = %e, "subscription event without a readable subscription; ignored");
                 return finish_alone(state, &event.id, EventState::Ignored, None, None).await;
             };
@@ -111,20 +156,48 @@ async fn apply_subscription_event(state: &AppState, event: &EventEnvelope) -> Re
     let stored = stored_watermark(state, snapshot.id.as_str()).await?;
     match stored {
         Some(w) if w > event.created => {
-            finish_alone(state, &event.id, EventState::Skipped, None, Some(snapshot.customer.as_str())).await
+            finish_alone(
+                state,
+                &event.id,
+                EventState::Skipped,
+                None,
+                Some(snapshot.customer.as_str()),
+            )
+            .await
         }
         Some(w) if w == event.created => {
-            refetch_and_write(state, snapshot.id.as_str(), Some(event), event.created, None, None).await
+            refetch_and_write(
+                state,
+                snapshot.id.as_str(),
+                Some(event),
+                event.created,
+                None,
+                None,
+            )
+            .await
         }
-        _ => write_snapshot(state, &snapshot, Some(event), event.created, false, None, None).await,
+        _ => {
+            write_snapshot(
+                state,
+                &snapshot,
+                Some(event),
+                event.created,
+                false,
+                None,
+                None,
+            )
+            .await
+        }
     }
 }
 
 async fn stored_watermark(state: &AppState, id: &str) -> Result<Option<i64>, AppError> {
-    Ok(sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&state.db.pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.db.pool)
+            .await?,
+    )
 }
 
 /// Re-fetches the subscription (coalesced, rate-limited) and writes what Stripe has now.
@@ -137,10 +210,17 @@ async fn refetch_and_write(
     action_required: Option<bool>,
 ) -> Result<EventState, AppError> {
     let api = state.stripe()?;
-    let fetched = match state.refetch.fetch(api, &state.counters, subscription_id).await {
+    let fetched = match state
+        .refetch
+        .fetch(api, &state.counters, subscription_id)
+        .await
+    {
         Ok(f) => f,
         Err(StripeCallError::Api { status: 404, .. }) => {
-            tracing::warn!(subscription = subscription_id, "Stripe does not know this subscription; event ignored");
+            tracing::warn!(
+                subscription = subscription_id,
+                "Stripe does not know this subscription; event ignored"
+            );
             return match event {
                 Some(e) => finish_alone(state, &e.id, EventState::Ignored, None, None).await,
                 None => Ok(EventState::Ignored),
@@ -148,9 +228,19 @@ async fn refetch_and_write(
         }
         Err(e) => return Err(e.into()),
     };
-    let snapshot = objects::subscription(&fetched.value).map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
+    let snapshot = objects::subscription(&fetched.value)
+        .map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
     // `fetched` holds the coalescing gate until the write is committed.
-    let outcome = write_snapshot(state, &snapshot, event, watermark, true, user_hint, action_required).await;
+    let outcome = write_snapshot(
+        state,
+        &snapshot,
+        event,
+        watermark,
+        true,
+        user_hint,
+        action_required,
+    )
+    .await;
     drop(fetched);
     outcome
 }
@@ -164,7 +254,12 @@ enum Match {
 
 /// Finds the user by customer; failing that, a `metadata.user_id` naming a known user without a
 /// customer links that customer to that user (and requeues the customer's unmatched events).
-async fn resolve_user(state: &AppState, conn: &mut AnyConnection, customer: &str, hint: Option<&str>) -> Result<Match, AppError> {
+async fn resolve_user(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    customer: &str,
+    hint: Option<&str>,
+) -> Result<Match, AppError> {
     if let Some(user) = db::users::find_by_customer(&mut *conn, customer).await? {
         return Ok(Match::User(user.id));
     }
@@ -209,19 +304,42 @@ async fn write_snapshot(
         Match::User(u) => u,
         Match::Nobody => {
             if let Some(e) = event {
-                db::events::finish(&mut *tx, &e.id, EventState::Unmatched, None, Some(customer), now).await?;
+                db::events::finish(
+                    &mut *tx,
+                    &e.id,
+                    EventState::Unmatched,
+                    None,
+                    Some(customer),
+                    now,
+                )
+                .await?;
             }
             tx.commit().await?;
-            tracing::info!(customer, "no user for this customer yet; event kept as unmatched");
+            tracing::info!(
+                customer,
+                "no user for this customer yet; event kept as unmatched"
+            );
             return Ok(EventState::Unmatched);
         }
     };
-    let previous = db::subscriptions::find_for_update(&mut tx, state.db.backend, snapshot.id.as_str()).await?;
-    let stale = previous.as_ref().is_some_and(|p| !fresh && p.watermark >= watermark);
+    let previous =
+        db::subscriptions::find_for_update(&mut tx, state.db.backend, snapshot.id.as_str()).await?;
+    let stale = previous
+        .as_ref()
+        .is_some_and(|p| !fresh && p.watermark >= watermark);
     let outcome = if stale {
         EventState::Skipped
     } else {
-        let row = stored_row(state, snapshot, previous.as_ref(), &user, watermark, action_required, event.map_or(now, |e| e.created), now);
+        let row = stored_row(
+            state,
+            snapshot,
+            previous.as_ref(),
+            &user,
+            watermark,
+            action_required,
+            event.map_or(now, |e| e.created),
+            now,
+        );
         if db::subscriptions::upsert_if_newer(&mut *tx, &row, true).await? {
             db::subscriptions::refresh_entitlement(&mut tx, &user, now).await?;
             // A live subscription closes the user's open Checkout Sessions (an ended one leaves them).
@@ -234,7 +352,15 @@ async fn write_snapshot(
         }
     };
     if let Some(e) = event {
-        db::events::finish(&mut *tx, &e.id, outcome, Some(user.as_str()), Some(customer), now).await?;
+        db::events::finish(
+            &mut *tx,
+            &e.id,
+            outcome,
+            Some(user.as_str()),
+            Some(customer),
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     tracing::info!(
@@ -264,15 +390,21 @@ fn stored_row(
             .and_then(|p| p.past_due_since)
             .unwrap_or(failed_at)
     });
-    let still_unpaid = matches!(s.status, StripeStatus::PastDue | StripeStatus::Incomplete | StripeStatus::Unpaid);
-    let action_required = still_unpaid && action_required.unwrap_or_else(|| previous.is_some_and(|p| p.action_required));
+    let still_unpaid = matches!(
+        s.status,
+        StripeStatus::PastDue | StripeStatus::Incomplete | StripeStatus::Unpaid
+    );
+    let action_required = still_unpaid
+        && action_required.unwrap_or_else(|| previous.is_some_and(|p| p.action_required));
     StoredSubscription {
         id: s.id.to_string(),
         user_id: user.to_string(),
         customer_id: s.customer.to_string(),
         stripe_status: s.status,
         price_id: s.price_id.clone(),
-        plan: state.prices.plan_of(s.price_id.as_deref(), s.interval.as_deref()),
+        plan: state
+            .prices
+            .plan_of(s.price_id.as_deref(), s.interval.as_deref()),
         current_period_end: s.current_period_end.map(|t| t.timestamp()),
         cancel_at_period_end: s.cancel_at_period_end,
         pause_collection: s.pause_collection,
@@ -286,11 +418,26 @@ fn stored_row(
 
 /// Applies a completed Checkout Session: links its customer to the user it names, then fetches and
 /// writes its subscription. Used by the webhook and by the success-page sync (`event` = `None`).
-pub async fn apply_checkout_session(state: &AppState, info: &CheckoutInfo, event: Option<&EventEnvelope>, watermark: i64) -> Result<EventState, AppError> {
+pub async fn apply_checkout_session(
+    state: &AppState,
+    info: &CheckoutInfo,
+    event: Option<&EventEnvelope>,
+    watermark: i64,
+) -> Result<EventState, AppError> {
     let now = Utc::now().timestamp();
-    let (Some(customer), Some(user_raw)) = (info.customer.as_deref(), info.user_id.as_deref()) else {
+    let (Some(customer), Some(user_raw)) = (info.customer.as_deref(), info.user_id.as_deref())
+    else {
         return match event {
-            Some(e) => finish_alone(state, &e.id, EventState::Ignored, None, info.customer.as_deref()).await,
+            Some(e) => {
+                finish_alone(
+                    state,
+                    &e.id,
+                    EventState::Ignored,
+                    None,
+                    info.customer.as_deref(),
+                )
+                .await
+            }
             None => Ok(EventState::Ignored),
         };
     };
@@ -300,7 +447,15 @@ pub async fn apply_checkout_session(state: &AppState, info: &CheckoutInfo, event
         Match::User(u) if u.as_str() == user_raw => u,
         _ => {
             if let Some(e) = event {
-                db::events::finish(&mut *tx, &e.id, EventState::Unmatched, None, Some(customer), now).await?;
+                db::events::finish(
+                    &mut *tx,
+                    &e.id,
+                    EventState::Unmatched,
+                    None,
+                    Some(customer),
+                    now,
+                )
+                .await?;
             }
             tx.commit().await?;
             return Ok(EventState::Unmatched);
@@ -309,29 +464,66 @@ pub async fn apply_checkout_session(state: &AppState, info: &CheckoutInfo, event
     db::checkout::close_all_for_user(&mut tx, user.as_str()).await?;
     tx.commit().await?;
     match info.subscription_id.as_deref() {
-        Some(sub) => refetch_and_write(state, sub, event, watermark, Some(user.as_str()), None).await,
+        Some(sub) => {
+            refetch_and_write(state, sub, event, watermark, Some(user.as_str()), None).await
+        }
         None => match event {
-            Some(e) => finish_alone(state, &e.id, EventState::Applied, Some(user.as_str()), Some(customer)).await,
+            Some(e) => {
+                finish_alone(
+                    state,
+                    &e.id,
+                    EventState::Applied,
+                    Some(user.as_str()),
+                    Some(customer),
+                )
+                .await
+            }
             None => Ok(EventState::Applied),
         },
     }
 }
 
-async fn link_from_customer_object(state: &AppState, event: &EventEnvelope) -> Result<EventState, AppError> {
+async fn link_from_customer_object(
+    state: &AppState,
+    event: &EventEnvelope,
+) -> Result<EventState, AppError> {
     let customer = objects::customer_of(&event.kind, &event.object);
     let hint = objects::object_user_id(&event.object);
     let (Some(customer), Some(_)) = (customer.as_deref(), hint.as_deref()) else {
-        return finish_alone(state, &event.id, EventState::Ignored, None, customer.as_deref()).await;
+        return finish_alone(
+            state,
+            &event.id,
+            EventState::Ignored,
+            None,
+            customer.as_deref(),
+        )
+        .await;
     };
     let now = Utc::now().timestamp();
     let mut tx = state.db.begin_write().await?;
     let outcome = match resolve_user(state, &mut tx, customer, hint.as_deref()).await? {
         Match::User(u) => {
-            db::events::finish(&mut *tx, &event.id, EventState::Applied, Some(u.as_str()), Some(customer), now).await?;
+            db::events::finish(
+                &mut *tx,
+                &event.id,
+                EventState::Applied,
+                Some(u.as_str()),
+                Some(customer),
+                now,
+            )
+            .await?;
             EventState::Applied
         }
         Match::Nobody => {
-            db::events::finish(&mut *tx, &event.id, EventState::Ignored, None, Some(customer), now).await?;
+            db::events::finish(
+                &mut *tx,
+                &event.id,
+                EventState::Ignored,
+                None,
+                Some(customer),
+                now,
+            )
+            .await?;
             EventState::Ignored
         }
     };
@@ -340,12 +532,18 @@ async fn link_from_customer_object(state: &AppState, event: &EventEnvelope) -> R
 }
 
 /// Writes a subscription just fetched from Stripe (the sync command): fresh, so it always wins.
-pub async fn write_fetched(state: &AppState, subscription: &serde_json::Value, user_hint: Option<&str>) -> Result<EventState, AppError> {
-    let snapshot = objects::subscription(subscription).map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
-    let watermark = sqlx::query_scalar::<_, i64>("SELECT watermark FROM subscriptions WHERE id = $1")
-        .bind(snapshot.id.as_str())
-        .fetch_optional(&state.db.pool)
-        .await?
-        .unwrap_or(0);
+pub async fn write_fetched(
+    state: &AppState,
+    subscription: &serde_json::Value,
+    user_hint: Option<&str>,
+) -> Result<EventState, AppError> {
+    let snapshot = objects::subscription(subscription)
+        .map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
+    let watermark =
+        sqlx::query_scalar::<_, i64>("SELECT watermark FROM subscriptions WHERE id = $1")
+            .bind(snapshot.id.as_str())
+            .fetch_optional(&state.db.pool)
+            .await?
+            .unwrap_or(0);
     write_snapshot(state, &snapshot, None, watermark, true, user_hint, None).await
 }

@@ -22,7 +22,9 @@ pub struct CheckoutStarted {
 }
 
 async fn known_user(state: &AppState, id: &UserId) -> Result<User, AppError> {
-    db::users::find(&state.db.pool, id).await?.ok_or_else(|| AppError::UnknownUser(id.to_string()))
+    db::users::find(&state.db.pool, id)
+        .await?
+        .ok_or_else(|| AppError::UnknownUser(id.to_string()))
 }
 
 /// Runs a Stripe create with an Idempotency-Key `<purpose>:<attempt>`; after a definitive failure
@@ -59,29 +61,46 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
     .await?;
     let mut tx = state.db.begin_write().await?;
     let linked = db::users::link_customer(&mut *tx, &user.id, &customer).await?;
-    let stored = db::users::find(&mut *tx, &user.id).await?.and_then(|u| u.stripe_customer_id);
+    let stored = db::users::find(&mut *tx, &user.id)
+        .await?
+        .and_then(|u| u.stripe_customer_id);
     if linked {
         db::events::requeue_unmatched(&mut *tx, &customer).await?;
     }
     tx.commit().await?;
     match stored {
         Some(c) => Ok(c.to_string()),
-        None => Err(AppError::Internal(format!("customer {customer} could not be linked to user {}", user.id))),
+        None => Err(AppError::Internal(format!(
+            "customer {customer} could not be linked to user {}",
+            user.id
+        ))),
     }
 }
 
 /// Starts a Checkout for a plan, or returns the open one for that plan. A user who already has a
 /// subscription that is not over gets 409 (the portal is where plans change).
-pub async fn start(state: &AppState, user_id: &UserId, plan: Plan) -> Result<CheckoutStarted, AppError> {
+pub async fn start(
+    state: &AppState,
+    user_id: &UserId,
+    plan: Plan,
+) -> Result<CheckoutStarted, AppError> {
     let api = state.stripe()?;
     let user = known_user(state, user_id).await?;
     let price = state
         .prices
         .of(plan)
-        .ok_or_else(|| AppError::Internal(format!("no price configured for the {plan} plan (STRIPE_PRICE_{})", plan.as_str().to_uppercase())))?
+        .ok_or_else(|| {
+            AppError::Internal(format!(
+                "no price configured for the {plan} plan (STRIPE_PRICE_{})",
+                plan.as_str().to_uppercase()
+            ))
+        })?
         .to_owned();
     let subscriptions = db::subscriptions::for_user(&state.db.pool, user_id.as_str()).await?;
-    if let Some(live) = subscriptions.iter().find(|s| s.stripe_status.blocks_new_checkout()) {
+    if let Some(live) = subscriptions
+        .iter()
+        .find(|s| s.stripe_status.blocks_new_checkout())
+    {
         return Err(AppError::Conflict {
             code: "subscription_exists",
             message: format!(
@@ -92,12 +111,18 @@ pub async fn start(state: &AppState, user_id: &UserId, plan: Plan) -> Result<Che
         });
     }
     let now = Utc::now().timestamp();
-    if let Some(open) = db::checkout::open_session(&state.db.pool, user_id.as_str(), plan.as_str(), now).await? {
-        return Ok(CheckoutStarted { url: open.url, session_id: open.id });
+    if let Some(open) =
+        db::checkout::open_session(&state.db.pool, user_id.as_str(), plan.as_str(), now).await?
+    {
+        return Ok(CheckoutStarted {
+            url: open.url,
+            session_id: open.id,
+        });
     }
     db::checkout::expire_stale(&state.db.pool, user_id.as_str(), now).await?;
     let customer = ensure_customer(state, &user).await?;
-    let trial_days = (state.settings.trial_days > 0 && subscriptions.is_empty()).then_some(state.settings.trial_days);
+    let trial_days = (state.settings.trial_days > 0 && subscriptions.is_empty())
+        .then_some(state.settings.trial_days);
     let success_url = with_session_placeholder(state.settings.frontend_return_url.as_str());
     let request = CheckoutRequest {
         customer: &customer,
@@ -110,11 +135,26 @@ pub async fn start(state: &AppState, user_id: &UserId, plan: Plan) -> Result<Che
     // Concurrent calls send the same key, so Stripe answers all of them with one session; the attempt
     // moves on when that session completes or expires, so the next checkout gets a new one.
     let purpose = format!("checkout:{user_id}:{plan}");
-    let created = with_idempotency(state, &purpose, |key| async move { api.create_checkout_session(&request, &key).await }).await?;
+    let created = with_idempotency(state, &purpose, |key| async move {
+        api.create_checkout_session(&request, &key).await
+    })
+    .await?;
     let mut conn = state.db.pool.acquire().await?;
-    db::checkout::remember(&mut conn, &created.id, user_id.as_str(), plan.as_str(), &created.url, created.expires_at, now).await?;
+    db::checkout::remember(
+        &mut conn,
+        &created.id,
+        user_id.as_str(),
+        plan.as_str(),
+        &created.url,
+        created.expires_at,
+        now,
+    )
+    .await?;
     tracing::info!(user.id = %user_id, session = %created.id, %plan, "checkout started");
-    Ok(CheckoutStarted { url: created.url, session_id: created.id })
+    Ok(CheckoutStarted {
+        url: created.url,
+        session_id: created.id,
+    })
 }
 
 /// Stripe replaces `{CHECKOUT_SESSION_ID}` in the success URL; add it when the configured URL lacks it.
@@ -140,21 +180,41 @@ pub async fn open_portal(state: &AppState, user_id: &UserId) -> Result<String, A
             message: format!("user {user_id} has no Stripe customer yet; start a checkout first"),
         });
     };
-    Ok(api.create_portal_session(customer.as_str(), state.settings.billing_portal_return_url.as_str()).await?)
+    Ok(api
+        .create_portal_session(
+            customer.as_str(),
+            state.settings.billing_portal_return_url.as_str(),
+        )
+        .await?)
 }
 
 /// The success-page sync: when the owner lands back from Checkout, apply the session and its
 /// subscription at once instead of waiting for the webhook. The session must belong to `user_id`.
-pub async fn sync_session(state: &AppState, user_id: &UserId, session_id: &str) -> Result<(), AppError> {
-    if !session_id.starts_with("cs_") || session_id.len() > 255 || !session_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(AppError::invalid("invalid_session_id", "session_id must be a Checkout Session id (cs_…)"));
+pub async fn sync_session(
+    state: &AppState,
+    user_id: &UserId,
+    session_id: &str,
+) -> Result<(), AppError> {
+    if !session_id.starts_with("cs_")
+        || session_id.len() > 255
+        || !session_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(AppError::invalid(
+            "invalid_session_id",
+            "session_id must be a Checkout Session id (cs_…)",
+        ));
     }
     let api = state.stripe()?;
     known_user(state, user_id).await?;
     let session = api.retrieve_checkout_session(session_id).await?;
-    let info = objects::checkout_session(&session).map_err(|e| AppError::Stripe(format!("unreadable checkout session: {e}")))?;
+    let info = objects::checkout_session(&session)
+        .map_err(|e| AppError::Stripe(format!("unreadable checkout session: {e}")))?;
     if info.user_id.as_deref() != Some(user_id.as_str()) {
-        return Err(AppError::NotFound(format!("no checkout session {session_id} for user {user_id}")));
+        return Err(AppError::NotFound(format!(
+            "no checkout session {session_id} for user {user_id}"
+        )));
     }
     apply::apply_checkout_session(state, &info, None, Utc::now().timestamp()).await?;
     Ok(())

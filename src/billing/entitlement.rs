@@ -23,7 +23,9 @@ pub struct EntitlementAnswer {
 impl EntitlementAnswer {
     /// The wire status: our four statuses, or `none` for a user who never subscribed.
     pub fn status(&self) -> &'static str {
-        self.entitlement.as_ref().map_or("none", |e| e.status.as_str())
+        self.entitlement
+            .as_ref()
+            .map_or("none", |e| e.status.as_str())
     }
 }
 
@@ -36,5 +38,10 @@ pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnsw
     let entitlement = db::entitlements::find(&mut *conn, user_id).await?;
     let now = Utc::now();
     let decision = state.policy.decide(entitlement.as_ref(), now);
-    Ok(EntitlementAnswer { user_id: user_id.clone(), entitlement, decision, as_of: now })
+    Ok(EntitlementAnswer {
+        user_id: user_id.clone(),
+        entitlement,
+        decision,
+        as_of: now,
+    })
 }

@@ -36,7 +36,11 @@ pub async fn record(state: &AppState, body: &[u8], source: &str) -> Result<Recor
             };
             let customer = objects::customer_of(&event.kind, &event.object);
             let subscription = if event.kind.starts_with("customer.subscription.") {
-                event.object.get("id").and_then(|v| v.as_str()).map(str::to_owned)
+                event
+                    .object
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
             } else if event.kind.starts_with("invoice.") {
                 objects::invoice_subscription(&event.object)
             } else {
@@ -65,7 +69,11 @@ pub async fn record(state: &AppState, body: &[u8], source: &str) -> Result<Recor
                 now,
             )
             .await?;
-            Recorded { id: event.id, new, state: initial }
+            Recorded {
+                id: event.id,
+                new,
+                state: initial,
+            }
         }
         Err(reason) => {
             let id = format!("unparsed_{}", &hex::encode(Sha256::digest(body))[..32]);
@@ -87,9 +95,17 @@ pub async fn record(state: &AppState, body: &[u8], source: &str) -> Result<Recor
                 now,
             )
             .await?;
-            Recorded { id, new, state: EventState::Ignored }
+            Recorded {
+                id,
+                new,
+                state: EventState::Ignored,
+            }
         }
     };
-    Counters::bump(if recorded.new { &state.counters.events_recorded } else { &state.counters.events_duplicate });
+    Counters::bump(if recorded.new {
+        &state.counters.events_recorded
+    } else {
+        &state.counters.events_duplicate
+    });
     Ok(recorded)
 }

@@ -35,7 +35,10 @@ pub struct Fetched {
 
 impl Refetcher {
     fn slot(&self, id: &str) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Forget slots nobody uses so the map does not grow with every subscription ever seen.
         if slots.len() > 10_000 {
             slots.retain(|_, s| Arc::strong_count(s) > 1);
@@ -44,7 +47,12 @@ impl Refetcher {
     }
 
     /// The subscription as Stripe has it now (or as a fetch that started after this call did).
-    pub async fn fetch(&self, api: &StripeApi, counters: &Counters, id: &str) -> Result<Fetched, StripeCallError> {
+    pub async fn fetch(
+        &self,
+        api: &StripeApi,
+        counters: &Counters,
+        id: &str,
+    ) -> Result<Fetched, StripeCallError> {
         let slot = self.slot(id);
         let arrival = slot.started.load(Ordering::SeqCst);
         let mut gate = slot.last.clone().lock_owned().await;

@@ -33,7 +33,11 @@ pub async fn catch_up_events(state: &AppState) -> Result<CatchUp, AppError> {
     let mut fresh = Vec::new();
     loop {
         let (page, has_more) = api.list_events(since, cursor.as_deref()).await?;
-        cursor = page.last().and_then(|e| e.get("id")).and_then(Value::as_str).map(str::to_owned);
+        cursor = page
+            .last()
+            .and_then(|e| e.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         for event in &page {
             report.seen += 1;
             let body = serde_json::to_vec(event).map_err(|e| AppError::Internal(e.to_string()))?;
@@ -67,7 +71,10 @@ pub struct Drift {
 
 /// Fetches every subscription of the given users (or of every user with a customer), writes what
 /// Stripe has, and reports who was wrong.
-pub async fn sync_subscriptions(state: &AppState, only: Option<&UserId>) -> Result<(usize, Vec<Drift>), AppError> {
+pub async fn sync_subscriptions(
+    state: &AppState,
+    only: Option<&UserId>,
+) -> Result<(usize, Vec<Drift>), AppError> {
     let api = state.stripe()?;
     let users: Vec<(String, String)> = match only {
         Some(u) => {
@@ -84,8 +91,14 @@ pub async fn sync_subscriptions(state: &AppState, only: Option<&UserId>) -> Resu
         let before = describe(state, &user).await?;
         let mut cursor: Option<String> = None;
         loop {
-            let (page, has_more) = api.list_subscriptions(Some(customer), cursor.as_deref()).await?;
-            cursor = page.last().and_then(|s| s.get("id")).and_then(Value::as_str).map(str::to_owned);
+            let (page, has_more) = api
+                .list_subscriptions(Some(customer), cursor.as_deref())
+                .await?;
+            cursor = page
+                .last()
+                .and_then(|s| s.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             for sub in &page {
                 apply::write_fetched(state, sub, Some(user.as_str())).await?;
             }
@@ -95,7 +108,11 @@ pub async fn sync_subscriptions(state: &AppState, only: Option<&UserId>) -> Resu
         }
         let after = describe(state, &user).await?;
         if before != after {
-            drifts.push(Drift { user_id: user_id.clone(), before, after });
+            drifts.push(Drift {
+                user_id: user_id.clone(),
+                before,
+                after,
+            });
         }
     }
     Ok((users.len(), drifts))
@@ -110,8 +127,13 @@ async fn describe(state: &AppState, user: &UserId) -> Result<String, AppError> {
             e.status.as_str(),
             decision.reason.as_str(),
             if e.pause_active { ", paused" } else { "" },
-            if e.cancel_at_period_end { ", cancels at period end" } else { "" },
-            e.current_period_end.map_or("-".into(), crate::web::wire::time)
+            if e.cancel_at_period_end {
+                ", cancels at period end"
+            } else {
+                ""
+            },
+            e.current_period_end
+                .map_or("-".into(), crate::web::wire::time)
         ),
         None => "none".into(),
     })

@@ -19,7 +19,11 @@ pub enum Created {
 
 /// Creates the user, idempotently: the same id and email again returns the stored user; the same id
 /// with another email is a conflict. The insert decides, so concurrent calls cannot both create.
-pub async fn create(state: &AppState, id: &UserId, email: &Email) -> Result<(User, Created), AppError> {
+pub async fn create(
+    state: &AppState,
+    id: &UserId,
+    email: &Email,
+) -> Result<(User, Created), AppError> {
     let mut conn = state.db.pool.acquire().await?;
     let inserted = db::users::insert_if_absent(&mut *conn, id, email, Utc::now()).await?;
     let user = db::users::find(&mut *conn, id)

@@ -32,7 +32,12 @@ pub async fn run_due(state: &AppState) -> Result<usize, AppError> {
 
 /// Starts the retry worker and the Events API catch-up as tasks of the current runtime.
 pub fn spawn(state: AppState) {
-    let interval = state.settings.worker_interval.to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
+    let interval = state
+        .settings
+        .worker_interval
+        .to_std()
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_millis(50));
     let worker_state = state.clone();
     tokio::spawn(async move {
         loop {
@@ -45,7 +50,11 @@ pub fn spawn(state: AppState) {
             }
         }
     });
-    let poll = state.settings.events_poll_interval.to_std().unwrap_or_default();
+    let poll = state
+        .settings
+        .events_poll_interval
+        .to_std()
+        .unwrap_or_default();
     if poll.is_zero() || state.stripe.is_none() {
         return;
     }
@@ -54,7 +63,11 @@ pub fn spawn(state: AppState) {
             tokio::time::sleep(poll).await;
             match sync::catch_up_events(&state).await {
                 Ok(report) if report.recorded > 0 => {
-                    tracing::warn!(seen = report.seen, recorded = report.recorded, "Events API catch-up found events the webhook missed");
+                    tracing::warn!(
+                        seen = report.seen,
+                        recorded = report.recorded,
+                        "Events API catch-up found events the webhook missed"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "Events API catch-up failed; will try again"),

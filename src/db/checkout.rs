@@ -3,16 +3,24 @@
 use sqlx::{Any, Executor, Row};
 
 /// The current attempt number for a purpose (starts at 1).
-pub async fn attempt<'c, E: Executor<'c, Database = Any>>(ex: E, purpose: &str) -> Result<i64, sqlx::Error> {
-    let n: Option<i64> = sqlx::query_scalar("SELECT attempt FROM stripe_request_attempts WHERE purpose = $1")
-        .bind(purpose)
-        .fetch_optional(ex)
-        .await?;
+pub async fn attempt<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    purpose: &str,
+) -> Result<i64, sqlx::Error> {
+    let n: Option<i64> =
+        sqlx::query_scalar("SELECT attempt FROM stripe_request_attempts WHERE purpose = $1")
+            .bind(purpose)
+            .fetch_optional(ex)
+            .await?;
     Ok(n.unwrap_or(1))
 }
 
 /// Moves the attempt on after a definitive failure, once: only if it is still `seen`.
-pub async fn next_attempt<'c, E: Executor<'c, Database = Any>>(ex: E, purpose: &str, seen: i64) -> Result<(), sqlx::Error> {
+pub async fn next_attempt<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    purpose: &str,
+    seen: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO stripe_request_attempts (purpose, attempt) VALUES ($1, $2) \
          ON CONFLICT (purpose) DO UPDATE SET attempt = excluded.attempt WHERE stripe_request_attempts.attempt = $3",
@@ -65,7 +73,12 @@ pub async fn remember(
 }
 
 /// The user's open, unexpired session for a plan, if any.
-pub async fn open_session<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str, plan: &str, now: i64) -> Result<Option<OpenCheckout>, sqlx::Error> {
+pub async fn open_session<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    user: &str,
+    plan: &str,
+    now: i64,
+) -> Result<Option<OpenCheckout>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT id, url FROM checkout_sessions WHERE user_id = $1 AND plan = $2 AND status = 'open' AND expires_at > $3 \
          ORDER BY created_at DESC LIMIT 1",
@@ -75,13 +88,24 @@ pub async fn open_session<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str
     .bind(now + 60)
     .fetch_optional(ex)
     .await?;
-    row.map(|r| Ok(OpenCheckout { id: r.try_get("id")?, url: r.try_get("url")? })).transpose()
+    row.map(|r| {
+        Ok(OpenCheckout {
+            id: r.try_get("id")?,
+            url: r.try_get("url")?,
+        })
+    })
+    .transpose()
 }
 
 /// Closes the user's open sessions (`complete` once they subscribed, `expired` when Stripe expired
 /// them) and moves their Idempotency-Key attempts on, so the next checkout opens a new session.
 /// With `only_expired_before`, only sessions expiring before that time are closed.
-async fn close_where(conn: &mut sqlx::AnyConnection, user: &str, status: &str, only_expired_before: Option<i64>) -> Result<u64, sqlx::Error> {
+async fn close_where(
+    conn: &mut sqlx::AnyConnection,
+    user: &str,
+    status: &str,
+    only_expired_before: Option<i64>,
+) -> Result<u64, sqlx::Error> {
     let cutoff = only_expired_before.unwrap_or(i64::MAX);
     sqlx::query(
         "UPDATE stripe_request_attempts SET attempt = attempt + 1 WHERE purpose IN \
@@ -102,7 +126,10 @@ async fn close_where(conn: &mut sqlx::AnyConnection, user: &str, status: &str, o
 }
 
 /// Closes every open session of a user: they now have a subscription.
-pub async fn close_all_for_user(conn: &mut sqlx::AnyConnection, user: &str) -> Result<u64, sqlx::Error> {
+pub async fn close_all_for_user(
+    conn: &mut sqlx::AnyConnection,
+    user: &str,
+) -> Result<u64, sqlx::Error> {
     close_where(conn, user, "complete", None).await
 }
 

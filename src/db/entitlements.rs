@@ -8,15 +8,26 @@ use crate::domain::{Entitlement, InvalidValue, SubscriptionId, UserId};
 use super::{from_unix, get_flag};
 
 fn from_row(row: &AnyRow) -> Result<Entitlement, sqlx::Error> {
-    let decode = |column: &str, e: InvalidValue| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) };
+    let decode = |column: &str, e: InvalidValue| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
+    };
     let text = |column: &str| row.try_get::<String, _>(column);
     let opt_text = |column: &str| row.try_get::<Option<String>, _>(column);
-    let opt_time = |column: &str| row.try_get::<Option<i64>, _>(column).map(|t| t.map(from_unix));
+    let opt_time = |column: &str| {
+        row.try_get::<Option<i64>, _>(column)
+            .map(|t| t.map(from_unix))
+    };
     Ok(Entitlement {
         status: text("status")?.parse().map_err(|e| decode("status", e))?,
-        stripe_status: text("stripe_status")?.parse().map_err(|e| decode("stripe_status", e))?,
+        stripe_status: text("stripe_status")?
+            .parse()
+            .map_err(|e| decode("stripe_status", e))?,
         pause_active: get_flag(row, "pause_active")?,
-        plan: opt_text("plan")?.map(|p| p.parse()).transpose().map_err(|e| decode("plan", e))?,
+        plan: opt_text("plan")?
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|e| decode("plan", e))?,
         stripe_subscription_id: opt_text("stripe_subscription_id")?
             .map(|s| SubscriptionId::parse(&s))
             .transpose()
@@ -33,18 +44,27 @@ const COLUMNS: &str = "status, stripe_status, pause_active, plan, stripe_subscri
                        cancel_at_period_end, past_due_since, action_required, updated_at";
 
 /// The user's entitlement; `None` when the user never subscribed.
-pub async fn find<'c, E: Executor<'c, Database = Any>>(ex: E, user: &UserId) -> Result<Option<Entitlement>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM entitlements WHERE user_id = $1"))
-        .bind(user.as_str())
-        .fetch_optional(ex)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+pub async fn find<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    user: &UserId,
+) -> Result<Option<Entitlement>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM entitlements WHERE user_id = $1"
+    ))
+    .bind(user.as_str())
+    .fetch_optional(ex)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 /// Writes the user's entitlement, replacing what was there.
-pub async fn upsert<'c, E: Executor<'c, Database = Any>>(ex: E, user: &UserId, e: &Entitlement) -> Result<(), sqlx::Error> {
+pub async fn upsert<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    user: &UserId,
+    e: &Entitlement,
+) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO entitlements (user_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (user_id) DO UPDATE SET status = excluded.status, stripe_status = excluded.stripe_status, \

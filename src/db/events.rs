@@ -66,7 +66,11 @@ pub struct NewEvent<'a> {
 }
 
 /// Records the event unless its id is known. Returns whether it was new.
-pub async fn record<'c, E: Executor<'c, Database = Any>>(ex: E, e: &NewEvent<'_>, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn record<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    e: &NewEvent<'_>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at, user_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
@@ -127,23 +131,39 @@ fn from_row(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
     })
 }
 
-const COLUMNS: &str = "id, type, created, payload, state, attempts, last_error, customer_id, user_id, received_at";
+const COLUMNS: &str =
+    "id, type, created, payload, state, attempts, last_error, customer_id, user_id, received_at";
 
 /// The event with that id.
-pub async fn find<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -> Result<Option<StoredEvent>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM stripe_events WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+pub async fn find<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &str,
+) -> Result<Option<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM stripe_events WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(ex)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 /// Takes the lease on one event if it is waiting (pending, failed, or named for replay) and nobody
 /// else holds it. Several instances may race; exactly one wins. Returns whether we hold it.
-pub async fn claim<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str, now: i64, lease_secs: i64, replay: bool) -> Result<bool, sqlx::Error> {
-    let states = if replay { "('pending', 'failed', 'dead', 'unmatched')" } else { "('pending', 'failed')" };
+pub async fn claim<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &str,
+    now: i64,
+    lease_secs: i64,
+    replay: bool,
+) -> Result<bool, sqlx::Error> {
+    let states = if replay {
+        "('pending', 'failed', 'dead', 'unmatched')"
+    } else {
+        "('pending', 'failed')"
+    };
     let done = sqlx::query(&format!(
         "UPDATE stripe_events SET locked_until = $1 WHERE id = $2 AND state IN {states} \
          AND (locked_until IS NULL OR locked_until < $3)"
@@ -157,7 +177,11 @@ pub async fn claim<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str, now: i6
 }
 
 /// Ids of events due for another attempt, oldest first.
-pub async fn due<'c, E: Executor<'c, Database = Any>>(ex: E, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+pub async fn due<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT id FROM stripe_events WHERE state IN ('pending', 'failed') \
          AND (next_attempt_at IS NULL OR next_attempt_at <= $1) AND (locked_until IS NULL OR locked_until < $1) \
@@ -213,11 +237,18 @@ pub async fn fail<'c, E: Executor<'c, Database = Any>>(
     .fetch_optional(ex)
     .await?;
     let state: Option<String> = row.map(|r| r.try_get("state")).transpose()?;
-    Ok(if state.as_deref() == Some("dead") { EventState::Dead } else { EventState::Failed })
+    Ok(if state.as_deref() == Some("dead") {
+        EventState::Dead
+    } else {
+        EventState::Failed
+    })
 }
 
 /// Puts the unmatched events of a customer back in the queue (the customer was just linked).
-pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(ex: E, customer: &str) -> Result<u64, sqlx::Error> {
+pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    customer: &str,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("UPDATE stripe_events SET state = 'pending', next_attempt_at = NULL WHERE state = 'unmatched' AND customer_id = $1")
         .bind(customer)
         .execute(ex)
@@ -226,7 +257,10 @@ pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(ex: E, custo
 }
 
 /// Puts the unmatched events that name a user back in the queue (the user was just created).
-pub async fn requeue_unmatched_for_user<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str) -> Result<u64, sqlx::Error> {
+pub async fn requeue_unmatched_for_user<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    user: &str,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("UPDATE stripe_events SET state = 'pending', next_attempt_at = NULL WHERE state = 'unmatched' AND user_id = $1")
         .bind(user)
         .execute(ex)
@@ -235,8 +269,16 @@ pub async fn requeue_unmatched_for_user<'c, E: Executor<'c, Database = Any>>(ex:
 }
 
 /// Events in the given states, newest first.
-pub async fn list_in_states<'c, E: Executor<'c, Database = Any>>(ex: E, states: &[&str], limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let list = states.iter().map(|s| format!("'{}'", s.replace('\'', ""))).collect::<Vec<_>>().join(", ");
+pub async fn list_in_states<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    states: &[&str],
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let list = states
+        .iter()
+        .map(|s| format!("'{}'", s.replace('\'', "")))
+        .collect::<Vec<_>>()
+        .join(", ");
     sqlx::query(&format!("SELECT {COLUMNS} FROM stripe_events WHERE state IN ({list}) ORDER BY created DESC, id DESC LIMIT $1"))
         .bind(limit)
         .fetch_all(ex)
@@ -247,6 +289,10 @@ pub async fn list_in_states<'c, E: Executor<'c, Database = Any>>(ex: E, states: 
 }
 
 /// The newest `created` of any recorded event, where the Events API catch-up starts.
-pub async fn newest_created<'c, E: Executor<'c, Database = Any>>(ex: E) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT MAX(created) FROM stripe_events").fetch_one(ex).await
+pub async fn newest_created<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT MAX(created) FROM stripe_events")
+        .fetch_one(ex)
+        .await
 }

@@ -40,16 +40,22 @@ impl Db {
     /// Errors name `DATABASE_URL` and never print the URL itself (it may hold a password).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, ConfigError> {
         sqlx::any::install_default_drivers();
-        let config_error = |message: String| ConfigError { var: "DATABASE_URL".into(), message };
+        let config_error = |message: String| ConfigError {
+            var: "DATABASE_URL".into(),
+            message,
+        };
         let (backend, url) = if url.starts_with("sqlite:") {
             (Backend::Sqlite, sqlite_url_with_create(url))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
         } else {
-            return Err(config_error("must start with sqlite: or postgres://".into()));
+            return Err(config_error(
+                "must start with sqlite: or postgres://".into(),
+            ));
         };
-        let options: AnyConnectOptions =
-            url.parse().map_err(|e| config_error(format!("cannot be parsed: {}", redact(&e))))?;
+        let options: AnyConnectOptions = url
+            .parse()
+            .map_err(|e| config_error(format!("cannot be parsed: {}", redact(&e))))?;
         let pool_options = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5));
@@ -102,7 +108,9 @@ fn sqlite_url_with_create(url: &str) -> String {
 fn redact(e: &dyn std::fmt::Display) -> String {
     let text = e.to_string();
     match (text.find("://"), text.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://[redacted]{}", &text[..scheme], &text[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://[redacted]{}", &text[..scheme], &text[at..])
+        }
         _ => text,
     }
 }

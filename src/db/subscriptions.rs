@@ -3,7 +3,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use crate::domain::{Entitlement, EntitlementStatus, InvalidValue, Plan, StripeStatus, SubscriptionId, UserId};
+use crate::domain::{
+    Entitlement, EntitlementStatus, InvalidValue, Plan, StripeStatus, SubscriptionId, UserId,
+};
 
 use super::{from_unix, get_flag};
 
@@ -44,14 +46,24 @@ const COLUMNS: &str = "id, user_id, customer_id, stripe_status, price_id, plan, 
                        pause_collection, past_due_since, action_required, created, watermark, updated_at";
 
 fn from_row(row: &AnyRow) -> Result<StoredSubscription, sqlx::Error> {
-    let decode = |column: &str, e: InvalidValue| sqlx::Error::ColumnDecode { index: column.to_owned(), source: Box::new(e) };
+    let decode = |column: &str, e: InvalidValue| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
+    };
     Ok(StoredSubscription {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         customer_id: row.try_get("customer_id")?,
-        stripe_status: row.try_get::<String, _>("stripe_status")?.parse().map_err(|e| decode("stripe_status", e))?,
+        stripe_status: row
+            .try_get::<String, _>("stripe_status")?
+            .parse()
+            .map_err(|e| decode("stripe_status", e))?,
         price_id: row.try_get("price_id")?,
-        plan: row.try_get::<Option<String>, _>("plan")?.map(|p| p.parse()).transpose().map_err(|e| decode("plan", e))?,
+        plan: row
+            .try_get::<Option<String>, _>("plan")?
+            .map(|p| p.parse())
+            .transpose()
+            .map_err(|e| decode("plan", e))?,
         current_period_end: row.try_get("current_period_end")?,
         cancel_at_period_end: get_flag(row, "cancel_at_period_end")?,
         pause_collection: get_flag(row, "pause_collection")?,
@@ -65,32 +77,51 @@ fn from_row(row: &AnyRow) -> Result<StoredSubscription, sqlx::Error> {
 
 /// The stored subscription with that id. On PostgreSQL the row is locked until the transaction ends,
 /// so writes to one subscription are serialised (SQLite transactions here are single-writer already).
-pub async fn find_for_update(conn: &mut AnyConnection, backend: super::Backend, id: &str) -> Result<Option<StoredSubscription>, sqlx::Error> {
-    let lock = if backend == super::Backend::Postgres { " FOR UPDATE" } else { "" };
-    sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1{lock}"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+pub async fn find_for_update(
+    conn: &mut AnyConnection,
+    backend: super::Backend,
+    id: &str,
+) -> Result<Option<StoredSubscription>, sqlx::Error> {
+    let lock = if backend == super::Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE id = $1{lock}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 /// Every stored subscription of a user, newest first.
-pub async fn for_user<'c, E: Executor<'c, Database = Any>>(ex: E, user: &str) -> Result<Vec<StoredSubscription>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions WHERE user_id = $1 ORDER BY created DESC, id DESC"))
-        .bind(user)
-        .fetch_all(ex)
-        .await?
-        .iter()
-        .map(from_row)
-        .collect()
+pub async fn for_user<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    user: &str,
+) -> Result<Vec<StoredSubscription>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE user_id = $1 ORDER BY created DESC, id DESC"
+    ))
+    .bind(user)
+    .fetch_all(ex)
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
 /// Writes the subscription unless what is stored is newer: an insert, or an update when the stored
 /// watermark is older than this one (or equal, with `allow_equal`, for a fresh fetch from Stripe).
 /// Returns whether it was written.
-pub async fn upsert_if_newer<'c, E: Executor<'c, Database = Any>>(ex: E, s: &StoredSubscription, allow_equal: bool) -> Result<bool, sqlx::Error> {
+pub async fn upsert_if_newer<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    s: &StoredSubscription,
+    allow_equal: bool,
+) -> Result<bool, sqlx::Error> {
     let cmp = if allow_equal { "<=" } else { "<" };
     let done = sqlx::query(&format!(
         "INSERT INTO subscriptions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
@@ -122,7 +153,11 @@ pub async fn upsert_if_newer<'c, E: Executor<'c, Database = Any>>(ex: E, s: &Sto
 }
 
 /// Sets or clears the "payment needs authentication" flag.
-pub async fn set_action_required<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str, value: bool) -> Result<(), sqlx::Error> {
+pub async fn set_action_required<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &str,
+    value: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE subscriptions SET action_required = $1 WHERE id = $2")
         .bind(i64::from(value))
         .bind(id)
@@ -133,9 +168,18 @@ pub async fn set_action_required<'c, E: Executor<'c, Database = Any>>(ex: E, id:
 
 /// Derives the user's entitlement from their best subscription (a live one before an ended one, then
 /// the newest) and stores it; a user with no subscription keeps no entitlement row.
-pub async fn refresh_entitlement(conn: &mut AnyConnection, user: &UserId, now: i64) -> Result<Option<Entitlement>, sqlx::Error> {
+pub async fn refresh_entitlement(
+    conn: &mut AnyConnection,
+    user: &UserId,
+    now: i64,
+) -> Result<Option<Entitlement>, sqlx::Error> {
     let subs = for_user(&mut *conn, user.as_str()).await?;
-    let ended = |s: &StoredSubscription| matches!(s.stripe_status, StripeStatus::Canceled | StripeStatus::IncompleteExpired);
+    let ended = |s: &StoredSubscription| {
+        matches!(
+            s.stripe_status,
+            StripeStatus::Canceled | StripeStatus::IncompleteExpired
+        )
+    };
     let Some(best) = subs.iter().find(|s| !ended(s)).or_else(|| subs.first()) else {
         return Ok(None);
     };
@@ -143,7 +187,8 @@ pub async fn refresh_entitlement(conn: &mut AnyConnection, user: &UserId, now: i
     let entitlement = Entitlement {
         status,
         stripe_status: best.stripe_status,
-        pause_active: paused_by_status || (best.pause_collection && status != EntitlementStatus::Canceled),
+        pause_active: paused_by_status
+            || (best.pause_collection && status != EntitlementStatus::Canceled),
         plan: best.plan,
         stripe_subscription_id: SubscriptionId::parse(&best.id).ok(),
         current_period_end: best.current_period_end.map(from_unix),

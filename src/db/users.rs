@@ -45,17 +45,22 @@ pub async fn insert_if_absent<'c, E: Executor<'c, Database = Any>>(
     email: &Email,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("INSERT INTO users (id, email, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
-        .bind(id.as_str())
-        .bind(email.as_str())
-        .bind(now.timestamp())
-        .execute(ex)
-        .await?;
+    let done = sqlx::query(
+        "INSERT INTO users (id, email, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(email.as_str())
+    .bind(now.timestamp())
+    .execute(ex)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// The user with that id.
-pub async fn find<'c, E: Executor<'c, Database = Any>>(ex: E, id: &UserId) -> Result<Option<User>, sqlx::Error> {
+pub async fn find<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &UserId,
+) -> Result<Option<User>, sqlx::Error> {
     sqlx::query("SELECT id, email, stripe_customer_id, created_at FROM users WHERE id = $1")
         .bind(id.as_str())
         .fetch_optional(ex)
@@ -66,19 +71,28 @@ pub async fn find<'c, E: Executor<'c, Database = Any>>(ex: E, id: &UserId) -> Re
 }
 
 /// The user linked to a Stripe customer.
-pub async fn find_by_customer<'c, E: Executor<'c, Database = Any>>(ex: E, customer: &str) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query("SELECT id, email, stripe_customer_id, created_at FROM users WHERE stripe_customer_id = $1")
-        .bind(customer)
-        .fetch_optional(ex)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+pub async fn find_by_customer<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    customer: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query(
+        "SELECT id, email, stripe_customer_id, created_at FROM users WHERE stripe_customer_id = $1",
+    )
+    .bind(customer)
+    .fetch_optional(ex)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 /// Links a customer to a user that has none yet. Returns whether the link was made (false when the
 /// user already has a customer, or the customer belongs to another user).
-pub async fn link_customer<'c, E: Executor<'c, Database = Any>>(ex: E, id: &UserId, customer: &str) -> Result<bool, sqlx::Error> {
+pub async fn link_customer<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &UserId,
+    customer: &str,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE users SET stripe_customer_id = $1 WHERE id = $2 AND stripe_customer_id IS NULL \
          AND NOT EXISTS (SELECT 1 FROM users other WHERE other.stripe_customer_id = $1)",

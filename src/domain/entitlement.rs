@@ -87,7 +87,11 @@ pub struct Policy {
 impl Policy {
     /// Decides for one user at `now`. `None` means the user never subscribed.
     pub fn decide(&self, entitlement: Option<&Entitlement>, now: DateTime<Utc>) -> Decision {
-        let deny = |reason| Decision { entitled: false, reason, valid_until: None };
+        let deny = |reason| Decision {
+            entitled: false,
+            reason,
+            valid_until: None,
+        };
         let Some(e) = entitlement else {
             return deny(Reason::NoSubscription);
         };
@@ -99,21 +103,30 @@ impl Policy {
             return deny(Reason::Paused);
         }
         match e.status {
-            EntitlementStatus::Active => {
-                Decision { entitled: true, reason: Reason::Active, valid_until: e.current_period_end }
-            }
-            EntitlementStatus::Trialing => {
-                Decision { entitled: true, reason: Reason::Trialing, valid_until: e.current_period_end }
-            }
+            EntitlementStatus::Active => Decision {
+                entitled: true,
+                reason: Reason::Active,
+                valid_until: e.current_period_end,
+            },
+            EntitlementStatus::Trialing => Decision {
+                entitled: true,
+                reason: Reason::Trialing,
+                valid_until: e.current_period_end,
+            },
             EntitlementStatus::PastDue => {
                 let grace_end = e
                     .past_due_since
-                    .filter(|_| e.stripe_status == StripeStatus::PastDue && self.past_due_grace > Duration::zero())
+                    .filter(|_| {
+                        e.stripe_status == StripeStatus::PastDue
+                            && self.past_due_grace > Duration::zero()
+                    })
                     .map(|since| since + self.past_due_grace);
                 match grace_end {
-                    Some(end) if end > now => {
-                        Decision { entitled: true, reason: Reason::PastDueGrace, valid_until: Some(end) }
-                    }
+                    Some(end) if end > now => Decision {
+                        entitled: true,
+                        reason: Reason::PastDueGrace,
+                        valid_until: Some(end),
+                    },
                     _ => deny(Reason::PastDue),
                 }
             }
@@ -147,7 +160,9 @@ mod tests {
         }
     }
 
-    const NO_GRACE: Policy = Policy { past_due_grace: Duration::zero() };
+    const NO_GRACE: Policy = Policy {
+        past_due_grace: Duration::zero(),
+    };
 
     #[test]
     fn the_policy_table_holds() {
@@ -167,14 +182,25 @@ mod tests {
         for (stripe, entitled, reason) in table {
             let d = NO_GRACE.decide(Some(&sub(stripe)), now);
             assert_eq!((d.entitled, d.reason), (entitled, reason), "{stripe:?}");
-            assert_eq!(d.valid_until.is_some(), entitled, "valid_until only while entitled ({stripe:?})");
+            assert_eq!(
+                d.valid_until.is_some(),
+                entitled,
+                "valid_until only while entitled ({stripe:?})"
+            );
         }
     }
 
     #[test]
     fn a_user_who_never_subscribed_is_not_entitled() {
         let d = NO_GRACE.decide(None, at(0));
-        assert_eq!(d, Decision { entitled: false, reason: Reason::NoSubscription, valid_until: None });
+        assert_eq!(
+            d,
+            Decision {
+                entitled: false,
+                reason: Reason::NoSubscription,
+                valid_until: None
+            }
+        );
     }
 
     #[test]
@@ -196,14 +222,19 @@ mod tests {
         let mut e = sub(StripeStatus::Active);
         e.cancel_at_period_end = true;
         let before = NO_GRACE.decide(Some(&e), at(24 * 30 - 1));
-        assert_eq!((before.entitled, before.reason, before.valid_until), (true, Reason::Active, Some(at(24 * 30))));
+        assert_eq!(
+            (before.entitled, before.reason, before.valid_until),
+            (true, Reason::Active, Some(at(24 * 30)))
+        );
         let after = NO_GRACE.decide(Some(&e), at(24 * 30));
         assert_eq!((after.entitled, after.reason), (false, Reason::Canceled));
     }
 
     #[test]
     fn past_due_is_entitled_only_inside_the_grace_period() {
-        let policy = Policy { past_due_grace: Duration::hours(72) };
+        let policy = Policy {
+            past_due_grace: Duration::hours(72),
+        };
         let mut e = sub(StripeStatus::PastDue);
         e.past_due_since = Some(at(0));
         let inside = policy.decide(Some(&e), at(71));
@@ -213,13 +244,23 @@ mod tests {
         );
         let outside = policy.decide(Some(&e), at(72));
         assert_eq!((outside.entitled, outside.reason), (false, Reason::PastDue));
-        assert_eq!(NO_GRACE.decide(Some(&e), at(1)).reason, Reason::PastDue, "no grace by default");
+        assert_eq!(
+            NO_GRACE.decide(Some(&e), at(1)).reason,
+            Reason::PastDue,
+            "no grace by default"
+        );
     }
 
     #[test]
     fn grace_applies_to_raw_past_due_only() {
-        let policy = Policy { past_due_grace: Duration::hours(72) };
-        for raw in [StripeStatus::Unpaid, StripeStatus::Incomplete, StripeStatus::IncompleteExpired] {
+        let policy = Policy {
+            past_due_grace: Duration::hours(72),
+        };
+        for raw in [
+            StripeStatus::Unpaid,
+            StripeStatus::Incomplete,
+            StripeStatus::IncompleteExpired,
+        ] {
             let mut e = sub(raw);
             e.past_due_since = Some(at(0));
             let d = policy.decide(Some(&e), at(1));
@@ -229,7 +270,9 @@ mod tests {
 
     #[test]
     fn paused_wins_over_grace() {
-        let policy = Policy { past_due_grace: Duration::hours(72) };
+        let policy = Policy {
+            past_due_grace: Duration::hours(72),
+        };
         let mut e = sub(StripeStatus::PastDue);
         e.past_due_since = Some(at(0));
         e.pause_active = true;

@@ -15,7 +15,8 @@ impl UserId {
 
     /// Accepts the id if it has the platform's shape.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '@' | '-');
+        let ok_char =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '@' | '-');
         if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.chars().all(ok_char) {
             return Err(InvalidValue(format!(
                 "user_id must be 1-{} characters of A-Z a-z 0-9 _ . : @ -",
@@ -49,7 +50,11 @@ impl Email {
     /// A deliberately plain check: one `@`, something on both sides, a dot in the domain, no spaces.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let candidate = raw.trim().to_lowercase();
-        let bad = || InvalidValue(format!("email must be an address such as name@example.com, got {raw:?}"));
+        let bad = || {
+            InvalidValue(format!(
+                "email must be an address such as name@example.com, got {raw:?}"
+            ))
+        };
         if candidate.is_empty() || candidate.len() > Self::MAX_LEN {
             return Err(bad());
         }
@@ -59,7 +64,9 @@ impl Email {
             && !domain.ends_with('.')
             && !domain.contains("..")
             && !domain.contains('@');
-        let no_junk = !candidate.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';'));
+        let no_junk = !candidate.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';')
+        });
         if local.is_empty() || !domain_ok || !no_junk {
             return Err(bad());
         }
@@ -149,8 +156,21 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse(" Ed@Example.COM ").map(|e| e.0), Ok("ed@example.com".into()));
-        for bad in ["", "ed", "ed@", "@x.com", "ed@x", "ed@.com", "e d@x.com", "ed@x..com", "<a>@x.com"] {
+        assert_eq!(
+            Email::parse(" Ed@Example.COM ").map(|e| e.0),
+            Ok("ed@example.com".into())
+        );
+        for bad in [
+            "",
+            "ed",
+            "ed@",
+            "@x.com",
+            "ed@x",
+            "ed@.com",
+            "e d@x.com",
+            "ed@x..com",
+            "<a>@x.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -33,7 +33,9 @@ impl FromStr for Plan {
         match s {
             "weekly" => Ok(Plan::Weekly),
             "monthly" => Ok(Plan::Monthly),
-            other => Err(InvalidValue(format!("plan must be \"weekly\" or \"monthly\", got {other:?}"))),
+            other => Err(InvalidValue(format!(
+                "plan must be \"weekly\" or \"monthly\", got {other:?}"
+            ))),
         }
     }
 }
@@ -60,7 +62,8 @@ pub enum EntitlementStatus {
 
 impl EntitlementStatus {
     /// Every status, in the order dashboards list them.
-    pub const ALL: [EntitlementStatus; 4] = [Self::Active, Self::Trialing, Self::PastDue, Self::Canceled];
+    pub const ALL: [EntitlementStatus; 4] =
+        [Self::Active, Self::Trialing, Self::PastDue, Self::Canceled];
 
     /// The stored and wire name.
     pub fn as_str(self) -> &'static str {
@@ -81,7 +84,9 @@ impl FromStr for EntitlementStatus {
             "active" => Ok(Self::Active),
             "past_due" => Ok(Self::PastDue),
             "canceled" => Ok(Self::Canceled),
-            other => Err(InvalidValue(format!("unknown entitlement status {other:?}"))),
+            other => Err(InvalidValue(format!(
+                "unknown entitlement status {other:?}"
+            ))),
         }
     }
 }
@@ -155,7 +160,11 @@ impl FromStr for StripeStatus {
             "canceled" => Self::Canceled,
             "unpaid" => Self::Unpaid,
             "paused" => Self::Paused,
-            other => return Err(InvalidValue(format!("unknown Stripe subscription status {other:?}"))),
+            other => {
+                return Err(InvalidValue(format!(
+                    "unknown Stripe subscription status {other:?}"
+                )));
+            }
         })
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::Value;
 use ::stripe::{RequestStrategy, StripeError, StripeRequest};
+use serde_json::Value;
 use stripe_client_core::{RequestBuilder, StripeMethod};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -51,7 +51,9 @@ impl From<StripeError> for StripeCallError {
                 message: err.message.clone().unwrap_or_else(|| "no message".into()),
             },
             StripeError::JSONDeserialize(m) => StripeCallError::Parse(m),
-            StripeError::ClientError(m) | StripeError::ConfigError(m) => StripeCallError::Unreachable(m),
+            StripeError::ClientError(m) | StripeError::ConfigError(m) => {
+                StripeCallError::Unreachable(m)
+            }
             StripeError::Timeout => StripeCallError::Unreachable("timed out".into()),
         }
     }
@@ -67,7 +69,10 @@ struct RateLimiter {
 impl RateLimiter {
     fn new(rate: u32) -> Self {
         let rate = f64::from(rate.max(1));
-        RateLimiter { rate, state: Mutex::new((rate, Instant::now())) }
+        RateLimiter {
+            rate,
+            state: Mutex::new((rate, Instant::now())),
+        }
     }
 
     async fn acquire(&self) {
@@ -76,7 +81,8 @@ impl RateLimiter {
                 let mut guard = self.state.lock().await;
                 let (tokens, last) = *guard;
                 let now = Instant::now();
-                let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+                let tokens =
+                    (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
                 if tokens >= 1.0 {
                     *guard = (tokens - 1.0, now);
                     return;
@@ -142,7 +148,9 @@ pub struct StripeApi {
 
 impl std::fmt::Debug for StripeApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeApi").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("StripeApi")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,14 +159,29 @@ const RATE_LIMIT_RETRIES: u32 = 4;
 
 impl StripeApi {
     /// A client for `key` at `base` (Stripe's own when `None`; a base with a path ends in `/`).
-    pub fn new(key: &str, base: Option<&str>, rate_per_second: u32, timeout: Duration) -> Result<Self, StripeCallError> {
-        let mut builder = ::stripe::ClientBuilder::new(key).request_strategy(RequestStrategy::Once).timeout(timeout);
+    pub fn new(
+        key: &str,
+        base: Option<&str>,
+        rate_per_second: u32,
+        timeout: Duration,
+    ) -> Result<Self, StripeCallError> {
+        let mut builder = ::stripe::ClientBuilder::new(key)
+            .request_strategy(RequestStrategy::Once)
+            .timeout(timeout);
         if let Some(base) = base {
-            let base = if base.ends_with('/') { base.to_owned() } else { format!("{base}/") };
+            let base = if base.ends_with('/') {
+                base.to_owned()
+            } else {
+                format!("{base}/")
+            };
             builder = builder.url(base);
         }
         let client = builder.build().map_err(StripeCallError::from)?;
-        Ok(StripeApi { client, limiter: std::sync::Arc::new(RateLimiter::new(rate_per_second)), timeout })
+        Ok(StripeApi {
+            client,
+            limiter: std::sync::Arc::new(RateLimiter::new(rate_per_second)),
+            timeout,
+        })
     }
 
     /// Runs one call under the rate limiter, retrying 429 with exponential back-off.
@@ -180,8 +203,16 @@ impl StripeApi {
             match result {
                 // 429: over the rate limit. 409: the same Idempotency-Key is in flight (a concurrent
                 // call); its saved answer is ours once it finishes.
-                Err(StripeCallError::Api { status: status @ (409 | 429), .. }) if attempt < RATE_LIMIT_RETRIES => {
-                    tracing::warn!(call = what, elapsed_ms, status, "Stripe asked us to retry; backing off");
+                Err(StripeCallError::Api {
+                    status: status @ (409 | 429),
+                    ..
+                }) if attempt < RATE_LIMIT_RETRIES => {
+                    tracing::warn!(
+                        call = what,
+                        elapsed_ms,
+                        status,
+                        "Stripe asked us to retry; backing off"
+                    );
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                 }
@@ -198,10 +229,18 @@ impl StripeApi {
         Err(StripeCallError::Unreachable("rate limited".into()))
     }
 
-    async fn get_json(&self, what: &'static str, path: String, query: Option<String>) -> Result<Value, StripeCallError> {
+    async fn get_json(
+        &self,
+        what: &'static str,
+        path: String,
+        query: Option<String>,
+    ) -> Result<Value, StripeCallError> {
         let request = RawGet { path, query };
-        let raw = self.call(what, || request.customize().send(&self.client)).await?;
-        serde_json::from_str(&miniserde::json::to_string(&raw)).map_err(|e| StripeCallError::Parse(e.to_string()))
+        let raw = self
+            .call(what, || request.customize().send(&self.client))
+            .await?;
+        serde_json::from_str(&miniserde::json::to_string(&raw))
+            .map_err(|e| StripeCallError::Parse(e.to_string()))
     }
 
     fn idempotent(key: &str) -> Result<RequestStrategy, StripeCallError> {
@@ -211,12 +250,24 @@ impl StripeApi {
     }
 
     /// Creates the customer for a user.
-    pub async fn create_customer(&self, user: &UserId, email: &Email, idempotency_key: &str) -> Result<String, StripeCallError> {
+    pub async fn create_customer(
+        &self,
+        user: &UserId,
+        email: &Email,
+        idempotency_key: &str,
+    ) -> Result<String, StripeCallError> {
         let metadata = HashMap::from([("user_id".to_owned(), user.to_string())]);
-        let request = stripe_core::customer::CreateCustomer::new().email(email.as_str()).metadata(metadata);
+        let request = stripe_core::customer::CreateCustomer::new()
+            .email(email.as_str())
+            .metadata(metadata);
         let strategy = Self::idempotent(idempotency_key)?;
         let customer = self
-            .call("customers.create", || request.customize().request_strategy(strategy.clone()).send(&self.client))
+            .call("customers.create", || {
+                request
+                    .customize()
+                    .request_strategy(strategy.clone())
+                    .send(&self.client)
+            })
             .await?;
         Ok(customer.id.to_string())
     }
@@ -228,7 +279,8 @@ impl StripeApi {
         idempotency_key: &str,
     ) -> Result<CreatedCheckout, StripeCallError> {
         use stripe_checkout::checkout_session::{
-            CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+            CreateCheckoutSession, CreateCheckoutSessionLineItems,
+            CreateCheckoutSessionSubscriptionData,
         };
         let metadata = HashMap::from([("user_id".to_owned(), req.user_id.to_string())]);
         let mut item = CreateCheckoutSessionLineItems::new();
@@ -248,30 +300,59 @@ impl StripeApi {
             .cancel_url(req.cancel_url);
         let strategy = Self::idempotent(idempotency_key)?;
         let session = self
-            .call("checkout.sessions.create", || request.customize().request_strategy(strategy.clone()).send(&self.client))
+            .call("checkout.sessions.create", || {
+                request
+                    .customize()
+                    .request_strategy(strategy.clone())
+                    .send(&self.client)
+            })
             .await?;
-        let url = session.url.clone().ok_or_else(|| StripeCallError::Parse("checkout session without url".into()))?;
-        Ok(CreatedCheckout { id: session.id.to_string(), url, expires_at: session.expires_at })
+        let url = session
+            .url
+            .clone()
+            .ok_or_else(|| StripeCallError::Parse("checkout session without url".into()))?;
+        Ok(CreatedCheckout {
+            id: session.id.to_string(),
+            url,
+            expires_at: session.expires_at,
+        })
     }
 
     /// A Checkout Session with its subscription expanded.
     pub async fn retrieve_checkout_session(&self, id: &str) -> Result<Value, StripeCallError> {
-        self.get_json("checkout.sessions.retrieve", format!("/checkout/sessions/{id}"), Some("expand[]=subscription".into()))
-            .await
+        self.get_json(
+            "checkout.sessions.retrieve",
+            format!("/checkout/sessions/{id}"),
+            Some("expand[]=subscription".into()),
+        )
+        .await
     }
 
     /// A customer portal session's URL.
-    pub async fn create_portal_session(&self, customer: &str, return_url: &str) -> Result<String, StripeCallError> {
+    pub async fn create_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+    ) -> Result<String, StripeCallError> {
         let request = stripe_billing::billing_portal_session::CreateBillingPortalSession::new()
             .customer(customer)
             .return_url(return_url);
-        let session = self.call("billing_portal.sessions.create", || request.send(&self.client)).await?;
+        let session = self
+            .call("billing_portal.sessions.create", || {
+                request.send(&self.client)
+            })
+            .await?;
         Ok(session.url)
     }
 
     /// A subscription as Stripe has it now.
     pub async fn retrieve_subscription(&self, id: &str) -> Result<Value, StripeCallError> {
-        self.get_json("subscriptions.retrieve", format!("/subscriptions/{id}"), None).await
+        self.get_json(
+            "subscriptions.retrieve",
+            format!("/subscriptions/{id}"),
+            None,
+        )
+        .await
     }
 
     /// One page of subscriptions (all statuses), optionally of one customer.
@@ -283,21 +364,39 @@ impl StripeApi {
         let mut query = vec!["status=all".to_owned(), "limit=100".to_owned()];
         query.extend(customer.map(|c| format!("customer={c}")));
         query.extend(starting_after.map(|s| format!("starting_after={s}")));
-        let page = self.get_json("subscriptions.list", "/subscriptions".into(), Some(query.join("&"))).await?;
+        let page = self
+            .get_json(
+                "subscriptions.list",
+                "/subscriptions".into(),
+                Some(query.join("&")),
+            )
+            .await?;
         Ok(list_page(page))
     }
 
     /// One page of events created at or after `created_gte`, newest first.
-    pub async fn list_events(&self, created_gte: i64, starting_after: Option<&str>) -> Result<(Vec<Value>, bool), StripeCallError> {
-        let mut query = vec![format!("created[gte]={created_gte}"), "limit=100".to_owned()];
+    pub async fn list_events(
+        &self,
+        created_gte: i64,
+        starting_after: Option<&str>,
+    ) -> Result<(Vec<Value>, bool), StripeCallError> {
+        let mut query = vec![
+            format!("created[gte]={created_gte}"),
+            "limit=100".to_owned(),
+        ];
         query.extend(starting_after.map(|s| format!("starting_after={s}")));
-        let page = self.get_json("events.list", "/events".into(), Some(query.join("&"))).await?;
+        let page = self
+            .get_json("events.list", "/events".into(), Some(query.join("&")))
+            .await?;
         Ok(list_page(page))
     }
 }
 
 fn list_page(mut page: Value) -> (Vec<Value>, bool) {
-    let has_more = page.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+    let has_more = page
+        .get("has_more")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let data = match page.get_mut("data").map(Value::take) {
         Some(Value::Array(items)) => items,
         _ => Vec::new(),

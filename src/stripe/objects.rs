@@ -30,12 +30,28 @@ pub fn parse_event(body: &[u8]) -> Result<EventEnvelope, String> {
 
 /// Reads an event's envelope from parsed JSON.
 pub fn parse_event_value(mut v: Value) -> Result<EventEnvelope, String> {
-    let id = str_field(&v, "id").filter(|id| id.starts_with("evt_")).ok_or("no evt_ id")?.to_owned();
+    let id = str_field(&v, "id")
+        .filter(|id| id.starts_with("evt_"))
+        .ok_or("no evt_ id")?
+        .to_owned();
     let kind = str_field(&v, "type").ok_or("no type")?.to_owned();
-    let created = v.get("created").and_then(Value::as_i64).ok_or("no created")?;
+    let created = v
+        .get("created")
+        .and_then(Value::as_i64)
+        .ok_or("no created")?;
     let livemode = v.get("livemode").and_then(Value::as_bool).unwrap_or(false);
-    let object = v.get_mut("data").and_then(|d| d.get_mut("object")).map(Value::take).unwrap_or(Value::Null);
-    Ok(EventEnvelope { id, kind, created, livemode, object })
+    let object = v
+        .get_mut("data")
+        .and_then(|d| d.get_mut("object"))
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    Ok(EventEnvelope {
+        id,
+        kind,
+        created,
+        livemode,
+        object,
+    })
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -56,7 +72,10 @@ fn time(secs: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 fn metadata_user_id(v: &Value) -> Option<String> {
-    v.get("metadata").and_then(|m| m.get("user_id")).and_then(Value::as_str).map(str::to_owned)
+    v.get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Reads a subscription object.
@@ -64,23 +83,38 @@ pub fn subscription(v: &Value) -> Result<SubscriptionSnapshot, String> {
     if str_field(v, "object").is_some_and(|o| o != "subscription") {
         return Err("not a subscription object".into());
     }
-    let id = SubscriptionId::parse(str_field(v, "id").unwrap_or_default()).map_err(|e| e.to_string())?;
-    let customer = StripeCustomerId::parse(&id_of(v, "customer").unwrap_or_default()).map_err(|e| e.to_string())?;
-    let status = str_field(v, "status").ok_or("subscription without status")?.parse().map_err(|e: crate::domain::InvalidValue| e.to_string())?;
+    let id =
+        SubscriptionId::parse(str_field(v, "id").unwrap_or_default()).map_err(|e| e.to_string())?;
+    let customer = StripeCustomerId::parse(&id_of(v, "customer").unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let status = str_field(v, "status")
+        .ok_or("subscription without status")?
+        .parse()
+        .map_err(|e: crate::domain::InvalidValue| e.to_string())?;
     let items: &[Value] = v
         .get("items")
         .and_then(|i| i.get("data"))
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice);
-    let item_end = items.iter().filter_map(|i| i.get("current_period_end").and_then(Value::as_i64)).max();
+    let item_end = items
+        .iter()
+        .filter_map(|i| i.get("current_period_end").and_then(Value::as_i64))
+        .max();
     let period_end = item_end.or_else(|| v.get("current_period_end").and_then(Value::as_i64));
-    let price = items.first().and_then(|i| i.get("price")).or_else(|| v.get("plan"));
+    let price = items
+        .first()
+        .and_then(|i| i.get("price"))
+        .or_else(|| v.get("plan"));
     let price_id = price.and_then(|p| match p {
         Value::String(s) => Some(s.clone()),
         other => str_field(other, "id").map(str::to_owned),
     });
     let interval = price
-        .and_then(|p| p.get("recurring").and_then(|r| r.get("interval")).or_else(|| p.get("interval")))
+        .and_then(|p| {
+            p.get("recurring")
+                .and_then(|r| r.get("interval"))
+                .or_else(|| p.get("interval"))
+        })
         .and_then(Value::as_str)
         .map(str::to_owned);
     Ok(SubscriptionSnapshot {
@@ -90,7 +124,10 @@ pub fn subscription(v: &Value) -> Result<SubscriptionSnapshot, String> {
         price_id,
         interval,
         current_period_end: time(period_end),
-        cancel_at_period_end: v.get("cancel_at_period_end").and_then(Value::as_bool).unwrap_or(false),
+        cancel_at_period_end: v
+            .get("cancel_at_period_end")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         pause_collection: v.get("pause_collection").is_some_and(|p| !p.is_null()),
         created: time(v.get("created").and_then(Value::as_i64)).unwrap_or_default(),
         metadata_user_id: metadata_user_id(v),
@@ -116,7 +153,9 @@ pub struct CheckoutInfo {
 
 /// Reads a Checkout Session object.
 pub fn checkout_session(v: &Value) -> Result<CheckoutInfo, String> {
-    let id = str_field(v, "id").ok_or("checkout session without id")?.to_owned();
+    let id = str_field(v, "id")
+        .ok_or("checkout session without id")?
+        .to_owned();
     let subscription = v.get("subscription").filter(|s| s.is_object()).cloned();
     Ok(CheckoutInfo {
         id,
@@ -124,7 +163,9 @@ pub fn checkout_session(v: &Value) -> Result<CheckoutInfo, String> {
         customer: id_of(v, "customer"),
         subscription_id: id_of(v, "subscription"),
         subscription,
-        user_id: str_field(v, "client_reference_id").map(str::to_owned).or_else(|| metadata_user_id(v)),
+        user_id: str_field(v, "client_reference_id")
+            .map(str::to_owned)
+            .or_else(|| metadata_user_id(v)),
     })
 }
 
@@ -164,7 +205,13 @@ mod tests {
         assert_eq!(s.price_id.as_deref(), Some("price_w"));
         assert_eq!(s.interval.as_deref(), Some("week"));
         let old = json!({"id":"sub_1","customer":{"id":"cus_1"},"status":"past_due","current_period_end":50,"created":1,"items":{"data":[]}});
-        assert_eq!(subscription(&old).unwrap().current_period_end.map(|t| t.timestamp()), Some(50));
+        assert_eq!(
+            subscription(&old)
+                .unwrap()
+                .current_period_end
+                .map(|t| t.timestamp()),
+            Some(50)
+        );
     }
 
     #[test]
@@ -178,14 +225,25 @@ mod tests {
 
     #[test]
     fn invoices_name_their_subscription_in_either_place() {
-        assert_eq!(invoice_subscription(&json!({"parent":{"subscription_details":{"subscription":"sub_a"}}})).as_deref(), Some("sub_a"));
-        assert_eq!(invoice_subscription(&json!({"subscription":"sub_b"})).as_deref(), Some("sub_b"));
+        assert_eq!(
+            invoice_subscription(
+                &json!({"parent":{"subscription_details":{"subscription":"sub_a"}}})
+            )
+            .as_deref(),
+            Some("sub_a")
+        );
+        assert_eq!(
+            invoice_subscription(&json!({"subscription":"sub_b"})).as_deref(),
+            Some("sub_b")
+        );
         assert_eq!(invoice_subscription(&json!({})), None);
     }
 
     #[test]
     fn events_need_an_id_a_type_and_a_time() {
-        assert!(parse_event(br#"{"id":"evt_1","type":"x","created":5,"data":{"object":{}}}"#).is_ok());
+        assert!(
+            parse_event(br#"{"id":"evt_1","type":"x","created":5,"data":{"object":{}}}"#).is_ok()
+        );
         assert!(parse_event(br#"{"type":"x","created":5}"#).is_err());
         assert!(parse_event(b"not json").is_err());
     }

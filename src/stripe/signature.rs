@@ -60,9 +60,18 @@ pub fn parse_header(raw: &str) -> Result<SignatureHeader, SignatureError> {
     let mut timestamp = None;
     let mut v1 = Vec::new();
     for part in raw.split(',') {
-        let (key, value) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+        let (key, value) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed)?;
         match key {
-            "t" => timestamp = Some(value.parse::<i64>().map_err(|_| SignatureError::Malformed)?),
+            "t" => {
+                timestamp = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| SignatureError::Malformed)?,
+                )
+            }
             "v1" => {
                 let mut sig = [0u8; 32];
                 // A v1 that is not 64 hex digits cannot match; skip it rather than refuse the header,
@@ -98,7 +107,12 @@ fn mac(secret: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
 }
 
 /// Checks the header against the body with any of the secrets, at `now` (unix seconds).
-pub fn verify(header: Option<&str>, body: &[u8], secrets: &[Secret], now: i64) -> Result<(), SignatureError> {
+pub fn verify(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[Secret],
+    now: i64,
+) -> Result<(), SignatureError> {
     if secrets.is_empty() {
         return Err(SignatureError::NoSecret);
     }
@@ -110,7 +124,11 @@ pub fn verify(header: Option<&str>, body: &[u8], secrets: &[Secret], now: i64) -
         let expected = mac(secret.expose(), parsed.timestamp, body);
         parsed.v1.iter().any(|sig| bool::from(sig.ct_eq(&expected)))
     });
-    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +145,10 @@ mod tests {
     fn a_correct_signature_passes() {
         let body = br#"{"id":"evt_1"}"#;
         let secrets = [Secret::new("whsec_a")];
-        assert_eq!(verify(Some(&header("whsec_a", NOW, body)), body, &secrets, NOW), Ok(()));
+        assert_eq!(
+            verify(Some(&header("whsec_a", NOW, body)), body, &secrets, NOW),
+            Ok(())
+        );
     }
 
     #[test]
@@ -138,25 +159,57 @@ mod tests {
         assert_eq!(v(None, body), Err(SignatureError::Missing));
         assert_eq!(v(Some("garbage"), body), Err(SignatureError::Malformed));
         assert_eq!(v(Some("t=abc,v1=00"), body), Err(SignatureError::Malformed));
-        assert_eq!(v(Some(&format!("t={NOW}")), body), Err(SignatureError::Malformed));
-        assert_eq!(v(Some(&header("whsec_a", NOW - 301, body)), body), Err(SignatureError::Stale));
-        assert_eq!(v(Some(&header("whsec_a", NOW + 301, body)), body), Err(SignatureError::Stale));
-        assert_eq!(v(Some(&header("whsec_b", NOW, body)), body), Err(SignatureError::Mismatch));
-        assert_eq!(v(Some(&header("whsec_a", NOW, body)), br#"{"id":"evt_2"}"#), Err(SignatureError::Mismatch));
-        assert_eq!(verify(Some(&header("whsec_a", NOW, body)), body, &[], NOW), Err(SignatureError::NoSecret));
+        assert_eq!(
+            v(Some(&format!("t={NOW}")), body),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            v(Some(&header("whsec_a", NOW - 301, body)), body),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            v(Some(&header("whsec_a", NOW + 301, body)), body),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            v(Some(&header("whsec_b", NOW, body)), body),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            v(Some(&header("whsec_a", NOW, body)), br#"{"id":"evt_2"}"#),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(Some(&header("whsec_a", NOW, body)), body, &[], NOW),
+            Err(SignatureError::NoSecret)
+        );
     }
 
     #[test]
     fn rotation_any_secret_and_any_v1_may_match() {
         let body = b"{}";
         let secrets = [Secret::new("whsec_old"), Secret::new("whsec_new")];
-        let two = format!("t={NOW},v1={},v1={},v0=ignored", sign("whsec_other", NOW, body), sign("whsec_new", NOW, body));
+        let two = format!(
+            "t={NOW},v1={},v1={},v0=ignored",
+            sign("whsec_other", NOW, body),
+            sign("whsec_new", NOW, body)
+        );
         assert_eq!(verify(Some(&two), body, &secrets, NOW), Ok(()));
     }
 
     #[test]
     fn the_parser_never_panics_on_odd_input() {
-        for raw in ["", ",", "=", "t=", "v1=", "t=1,v1=zz", "t=99999999999999999999,v1=00", "t=1,,v1=", "\u{0}=\u{0}"] {
+        for raw in [
+            "",
+            ",",
+            "=",
+            "t=",
+            "v1=",
+            "t=1,v1=zz",
+            "t=99999999999999999999,v1=00",
+            "t=1,,v1=",
+            "\u{0}=\u{0}",
+        ] {
             let _ = parse_header(raw);
         }
     }

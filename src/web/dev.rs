@@ -19,7 +19,9 @@ use crate::web::wire;
 
 /// `/dev/create_user` and `/dev/status`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/dev/create_user", post(create_user)).route("/dev/status", get(status))
+    Router::new()
+        .route("/dev/create_user", post(create_user))
+        .route("/dev/status", get(status))
 }
 
 #[derive(Deserialize)]
@@ -38,9 +40,14 @@ async fn create_user(
     Query(params): Query<CreateUserParams>,
 ) -> Result<impl IntoResponse, AppError> {
     let id = parse_user_id(&params.user_id)?;
-    let email = Email::parse(&params.email).map_err(|e| AppError::invalid("invalid_email", e.to_string()))?;
+    let email = Email::parse(&params.email)
+        .map_err(|e| AppError::invalid("invalid_email", e.to_string()))?;
     let (user, created) = users::create(&state, &id, &email).await?;
-    let code = if created == Created::New { StatusCode::CREATED } else { StatusCode::OK };
+    let code = if created == Created::New {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((code, axum::Json(wire::user(&user))))
 }
 
@@ -56,7 +63,9 @@ async fn status(
 ) -> Result<impl IntoResponse, AppError> {
     let id = parse_user_id(&params.user_id)?;
     let answer = entitlement::check(&state, &id).await?;
-    let user = db::users::find(&state.db.pool, &id).await?.ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
+    let user = db::users::find(&state.db.pool, &id)
+        .await?
+        .ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
     Ok(axum::Json(json!({
         "user": wire::user(&user),
         "entitlement": wire::stored_entitlement(&answer),

@@ -22,7 +22,10 @@ pub const USER_ID_HEADER: &str = "x-user-id";
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let raw = parts
             .headers
             .get(USER_ID_HEADER)
@@ -43,7 +46,9 @@ impl FromRequestParts<AppState> for ApiUser {
         let raw = raw
             .to_str()
             .map_err(|_| AppError::invalid("invalid_user_id", "X-User-Id must be plain ASCII"))?;
-        UserId::parse(raw).map(ApiUser).map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))
+        UserId::parse(raw)
+            .map(ApiUser)
+            .map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))
     }
 }
 
@@ -71,13 +76,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state).await.map(|j| Json(j.0)).map_err(|e: JsonRejection| {
-            match e.status().as_u16() {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|j| Json(j.0))
+            .map_err(|e: JsonRejection| match e.status().as_u16() {
                 413 => AppError::PayloadTooLarge(super::API_BODY_LIMIT),
                 415 => AppError::UnsupportedMediaType(e.body_text()),
                 422 => AppError::invalid("invalid_body", e.body_text()),
                 _ => AppError::BadRequest(e.body_text()),
-            }
-        })
+            })
     }
 }

@@ -11,7 +11,9 @@ use crate::state::AppState;
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// The process is alive.
@@ -26,7 +28,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "unavailable", "error": {"code": "database_unavailable", "message": "the database does not answer"}})),
+            axum::Json(
+                json!({"status": "unavailable", "error": {"code": "database_unavailable", "message": "the database does not answer"}}),
+            ),
         )
     }
 }

@@ -35,18 +35,30 @@ pub const API_BODY_LIMIT: usize = 64 * 1024;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new().merge(health::router()).merge(api::router().layer(DefaultBodyLimit::max(API_BODY_LIMIT)).layer(
-        axum::middleware::from_fn_with_state(API_BODY_LIMIT, middleware::limit_body),
-    ));
+    let mut app = Router::new().merge(health::router()).merge(
+        api::router()
+            .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+            .layer(axum::middleware::from_fn_with_state(
+                API_BODY_LIMIT,
+                middleware::limit_body,
+            )),
+    );
     if state.settings.debug {
         app = app.merge(
             dev::router()
                 .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
-                .layer(axum::middleware::from_fn_with_state(API_BODY_LIMIT, middleware::limit_body)),
+                .layer(axum::middleware::from_fn_with_state(
+                    API_BODY_LIMIT,
+                    middleware::limit_body,
+                )),
         );
     }
     let request_id = HeaderName::from_static("x-request-id");
-    let timeout = state.settings.request_timeout.to_std().unwrap_or(std::time::Duration::from_secs(30));
+    let timeout = state
+        .settings
+        .request_timeout
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(30));
     if let Some(sim) = &state.sim {
         app = app.nest_service(crate::startup::SIMULATOR_PATH, sim.router());
     }
@@ -55,7 +67,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), middleware::MakeId))
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    middleware::MakeId,
+                ))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(middleware::make_span)
@@ -63,7 +78,10 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(middleware::log_errors))
-                .layer(axum::middleware::from_fn_with_state(timeout, middleware::timeout)),
+                .layer(axum::middleware::from_fn_with_state(
+                    timeout,
+                    middleware::timeout,
+                )),
         )
         .with_state(state)
 }

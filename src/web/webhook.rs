@@ -29,16 +29,29 @@ const APPLY_WAIT: Duration = Duration::from_secs(5);
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/billing/webhook", post(receive))
-        .layer(axum::middleware::from_fn_with_state(WEBHOOK_BODY_LIMIT, super::middleware::limit_body))
+        .layer(axum::middleware::from_fn_with_state(
+            WEBHOOK_BODY_LIMIT,
+            super::middleware::limit_body,
+        ))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
 }
 
-async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, AppError> {
-    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
     let now = chrono::Utc::now().timestamp();
     if let Err(e) = signature::verify(header, &body, &state.settings.stripe.webhook_secrets, now) {
         Counters::bump(&state.counters.signature_failures);
-        tracing::warn!(reason = e.label(), bytes = body.len(), "webhook refused: bad signature");
+        tracing::warn!(
+            reason = e.label(),
+            bytes = body.len(),
+            "webhook refused: bad signature"
+        );
         return Ok((
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": {"code": "invalid_signature", "message": e.to_string()}})),

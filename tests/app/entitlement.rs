@@ -6,7 +6,12 @@ use reqwest::Method;
 use crate::helpers::{TestApp, assert_error, json};
 
 /// Stores an entitlement as the webhook path would.
-async fn store(app: &TestApp, user: &str, stripe: StripeStatus, tweak: impl FnOnce(&mut Entitlement)) {
+async fn store(
+    app: &TestApp,
+    user: &str,
+    stripe: StripeStatus,
+    tweak: impl FnOnce(&mut Entitlement),
+) {
     let (status, pause_active) = stripe.to_entitlement();
     let mut e = Entitlement {
         status,
@@ -21,15 +26,22 @@ async fn store(app: &TestApp, user: &str, stripe: StripeStatus, tweak: impl FnOn
         updated_at: Utc::now(),
     };
     tweak(&mut e);
-    db::entitlements::upsert(&app.state.db.pool, &UserId::parse(user).unwrap(), &e).await.unwrap();
+    db::entitlements::upsert(&app.state.db.pool, &UserId::parse(user).unwrap(), &e)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn an_active_subscriber_is_entitled_until_the_period_end() {
     let app = TestApp::spawn().await;
     app.create_user("a1", "a1@example.com").await;
-    let end = Utc.timestamp_opt(Utc::now().timestamp() + 86_400 * 20, 0).unwrap();
-    store(&app, "a1", StripeStatus::Active, |e| e.current_period_end = Some(end)).await;
+    let end = Utc
+        .timestamp_opt(Utc::now().timestamp() + 86_400 * 20, 0)
+        .unwrap();
+    store(&app, "a1", StripeStatus::Active, |e| {
+        e.current_period_end = Some(end)
+    })
+    .await;
     let response = app.entitlement("a1").await;
     assert_eq!(response.status().as_u16(), 200);
     let body = json(response).await;
@@ -39,7 +51,10 @@ async fn an_active_subscriber_is_entitled_until_the_period_end() {
     assert_eq!(body["plan"], "monthly");
     assert_eq!(body["reason"], "active");
     assert_eq!(body["pause_active"], false);
-    assert_eq!(body["valid_until"], end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    assert_eq!(
+        body["valid_until"],
+        end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
     let as_of = chrono::DateTime::parse_from_rfc3339(body["as_of"].as_str().unwrap()).unwrap();
     assert!((Utc::now() - as_of.with_timezone(&Utc)).num_seconds().abs() <= 5);
 }
@@ -75,7 +90,11 @@ async fn each_stored_state_reads_as_the_policy_says() {
         let response = app.entitlement(&id).await;
         assert_eq!(response.status().as_u16(), code, "{stripe:?}");
         let body = json(response).await;
-        assert_eq!((body["status"].as_str(), body["reason"].as_str()), (Some(status), Some(reason)), "{stripe:?}");
+        assert_eq!(
+            (body["status"].as_str(), body["reason"].as_str()),
+            (Some(status), Some(reason)),
+            "{stripe:?}"
+        );
         assert_eq!(body["pause_active"], paused, "{stripe:?}");
     }
 }
@@ -88,7 +107,10 @@ async fn pause_collection_closes_access_while_stripe_says_active() {
     let response = app.entitlement("p1").await;
     assert_eq!(response.status().as_u16(), 402);
     let body = json(response).await;
-    assert_eq!((body["status"].as_str(), body["reason"].as_str()), (Some("active"), Some("paused")));
+    assert_eq!(
+        (body["status"].as_str(), body["reason"].as_str()),
+        (Some("active"), Some("paused"))
+    );
 }
 
 #[tokio::test]
@@ -96,14 +118,20 @@ async fn past_due_inside_the_configured_grace_is_entitled_until_the_grace_ends()
     let app = TestApp::spawn_with(&[("MSR_PAST_DUE_GRACE", "3d")]).await;
     app.create_user("g1", "g1@example.com").await;
     let since = Utc.timestamp_opt(Utc::now().timestamp() - 3600, 0).unwrap();
-    store(&app, "g1", StripeStatus::PastDue, |e| e.past_due_since = Some(since)).await;
+    store(&app, "g1", StripeStatus::PastDue, |e| {
+        e.past_due_since = Some(since)
+    })
+    .await;
     let response = app.entitlement("g1").await;
     assert_eq!(response.status().as_u16(), 200);
     let body = json(response).await;
     assert_eq!(body["reason"], "past_due_grace");
     assert_eq!(body["status"], "past_due");
     let grace_end = since + Duration::days(3);
-    assert_eq!(body["valid_until"], grace_end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    assert_eq!(
+        body["valid_until"],
+        grace_end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
 }
 
 #[tokio::test]
@@ -121,7 +149,9 @@ async fn forward_auth_answers_200_or_403_with_the_decision_in_headers() {
     app.create_user("f2", "f2@example.com").await;
     store(&app, "f1", StripeStatus::Active, |_| {}).await;
     let ask = |id: &'static str| {
-        app.request(Method::GET, "/billing/entitlement/forward-auth").header("X-User-Id", id).send()
+        app.request(Method::GET, "/billing/entitlement/forward-auth")
+            .header("X-User-Id", id)
+            .send()
     };
     let yes = ask("f1").await.unwrap();
     assert_eq!(yes.status().as_u16(), 200);
@@ -133,7 +163,11 @@ async fn forward_auth_answers_200_or_403_with_the_decision_in_headers() {
     assert_eq!(no.headers()["x-entitlement-reason"], "no_subscription");
     assert_eq!(json(no).await["entitled"], false);
     let unknown = ask("ghost").await.unwrap();
-    assert_eq!(unknown.status().as_u16(), 403, "gateways only understand 2xx/401/403");
+    assert_eq!(
+        unknown.status().as_u16(),
+        403,
+        "gateways only understand 2xx/401/403"
+    );
     assert_eq!(unknown.headers()["x-entitlement-reason"], "unknown_user");
     let anonymous = app.get("/billing/entitlement/forward-auth").await;
     assert_eq!(anonymous.status().as_u16(), 401);
@@ -178,9 +212,11 @@ async fn require_entitlement_guards_routes_inside_the_process() {
     let paid = axum::Router::new()
         .route(
             "/paid",
-            axum::routing::get(|RequireEntitlement(answer): RequireEntitlement| async move {
-                format!("welcome {}", answer.user_id)
-            }),
+            axum::routing::get(
+                |RequireEntitlement(answer): RequireEntitlement| async move {
+                    format!("welcome {}", answer.user_id)
+                },
+            ),
         )
         .with_state(app.state.clone());
     let call = |id: Option<&str>| {

@@ -12,7 +12,9 @@ use tokio::sync::oneshot;
 
 /// Where PostgreSQL is (a server URL whose database may be dropped and created), when it is.
 pub fn postgres_url() -> Option<String> {
-    std::env::var("MSR_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("MSR_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// Reports a suite that cannot run here; with `MSR_TEST_REQUIRE_ALL=1` a skip is a failure.
@@ -39,7 +41,8 @@ impl TestDb {
     /// A fresh database of the suite's backend.
     pub async fn fresh() -> TestDb {
         if suite_on_postgres() {
-            let server = postgres_url().expect("MSR_TEST_BACKEND=postgres needs MSR_TEST_POSTGRES_URL");
+            let server =
+                postgres_url().expect("MSR_TEST_BACKEND=postgres needs MSR_TEST_POSTGRES_URL");
             Self::fresh_postgres(&server).await
         } else {
             Self::fresh_sqlite()
@@ -48,25 +51,41 @@ impl TestDb {
 
     /// Another handle on a database someone else owns (a second instance on it); never dropped.
     pub fn shared(url: &str) -> TestDb {
-        TestDb { url: url.to_owned(), _dir: None, pg_drop: None }
+        TestDb {
+            url: url.to_owned(),
+            _dir: None,
+            pg_drop: None,
+        }
     }
 
     /// A new SQLite file in its own temporary folder.
     pub fn fresh_sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        TestDb { url, _dir: Some(dir), pg_drop: None }
+        TestDb {
+            url,
+            _dir: Some(dir),
+            pg_drop: None,
+        }
     }
 
     /// A new database on the PostgreSQL server at `server_url`.
     pub async fn fresh_postgres(server_url: &str) -> TestDb {
         use sqlx::Connection;
         let name = format!("msr_test_{:016x}", rand::random::<u64>());
-        let mut admin = sqlx::PgConnection::connect(server_url).await.expect("connect to PostgreSQL");
-        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        let mut admin = sqlx::PgConnection::connect(server_url)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create database");
         let mut url = url::Url::parse(server_url).expect("postgres URL");
         url.set_path(&name);
-        TestDb { url: url.to_string(), _dir: None, pg_drop: Some((server_url.to_owned(), name)) }
+        TestDb {
+            url: url.to_string(),
+            _dir: None,
+            pg_drop: Some((server_url.to_owned(), name)),
+        }
     }
 }
 
@@ -75,11 +94,18 @@ impl Drop for TestDb {
         if let Some((server, name)) = self.pg_drop.take() {
             // Drop runs inside the test's runtime; a runtime of its own on another thread does the I/O.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     use sqlx::Connection;
                     if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
-                        let _ = sqlx::Executor::execute(&mut admin, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                        let _ = sqlx::Executor::execute(
+                            &mut admin,
+                            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                        )
+                        .await;
                     }
                 });
             })
@@ -146,7 +172,14 @@ impl TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        TestApp { address: format!("http://127.0.0.1:{port}"), client, state, db, stop: Some(stop), server: Some(server) }
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            client,
+            state,
+            db,
+            stop: Some(stop),
+            server: Some(server),
+        }
     }
 
     /// Stops serving and waits until in-flight requests are done; returns the database for a restart.
@@ -158,11 +191,19 @@ impl TestApp {
             server.await.expect("server task").expect("server ran");
         }
         self.state.db.pool.close().await;
-        std::mem::replace(&mut self.db, TestDb { url: String::new(), _dir: None, pg_drop: None })
+        std::mem::replace(
+            &mut self.db,
+            TestDb {
+                url: String::new(),
+                _dir: None,
+                pg_drop: None,
+            },
+        )
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{}", self.address, path))
+        self.client
+            .request(method, format!("{}{}", self.address, path))
     }
 
     pub async fn create_user(&self, id: &str, email: &str) -> Response {
@@ -174,15 +215,26 @@ impl TestApp {
     }
 
     pub async fn dev_status(&self, id: &str) -> Response {
-        self.request(Method::GET, "/dev/status").query(&[("user_id", id)]).send().await.expect("request")
+        self.request(Method::GET, "/dev/status")
+            .query(&[("user_id", id)])
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn entitlement(&self, id: &str) -> Response {
-        self.request(Method::GET, "/billing/entitlement").header("X-User-Id", id).send().await.expect("request")
+        self.request(Method::GET, "/billing/entitlement")
+            .header("X-User-Id", id)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.request(Method::GET, path).send().await.expect("request")
+        self.request(Method::GET, path)
+            .send()
+            .await
+            .expect("request")
     }
 }
 
@@ -197,7 +249,12 @@ pub async fn assert_error(response: Response, status: u16, code: &str) -> serde_
     assert_eq!(response.status().as_u16(), status, "status");
     let body = json(response).await;
     assert_eq!(body["error"]["code"], code, "error code in {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
     body
 }
 
@@ -235,9 +292,18 @@ impl StripeApp {
             webhook_timeout: std::time::Duration::from_secs(10),
             ..Default::default()
         };
-        let stripe = msr_stripe_sim::Simulator::spawn(config, "127.0.0.1:0".parse().unwrap()).await.expect("simulator");
+        let stripe = msr_stripe_sim::Simulator::spawn(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("simulator");
         let plans = msr_stripe_sim::PlanSeed::defaults();
-        let price = |interval: &str| plans.iter().find(|p| p.interval == interval).unwrap().price_id.clone();
+        let price = |interval: &str| {
+            plans
+                .iter()
+                .find(|p| p.interval == interval)
+                .unwrap()
+                .price_id
+                .clone()
+        };
         let (weekly, monthly) = (price("week"), price("month"));
         let mut env: Vec<(&str, &str)> = vec![
             ("STRIPE_API_KEY", "sk_test_simulator"),
@@ -251,10 +317,12 @@ impl StripeApp {
         ];
         env.extend_from_slice(vars);
         let app = TestApp::spawn_on(db, &env).await;
-        stripe.sim.set_webhook_endpoints(vec![msr_stripe_sim::WebhookEndpoint {
-            url: format!("{}/billing/webhook", app.address),
-            secret: WEBHOOK_SECRET.into(),
-        }]);
+        stripe
+            .sim
+            .set_webhook_endpoints(vec![msr_stripe_sim::WebhookEndpoint {
+                url: format!("{}/billing/webhook", app.address),
+                secret: WEBHOOK_SECRET.into(),
+            }]);
         StripeApp { app, stripe }
     }
 
@@ -268,7 +336,10 @@ impl StripeApp {
         ];
         let other = TestApp::spawn_on(TestDb::shared(&self.db.url), &vars).await;
         let mut endpoints = self.sim().webhook_endpoints();
-        endpoints.push(msr_stripe_sim::WebhookEndpoint { url: format!("{}/billing/webhook", other.address), secret: WEBHOOK_SECRET.into() });
+        endpoints.push(msr_stripe_sim::WebhookEndpoint {
+            url: format!("{}/billing/webhook", other.address),
+            secret: WEBHOOK_SECRET.into(),
+        });
         self.sim().set_webhook_endpoints(endpoints);
         other
     }
@@ -279,7 +350,12 @@ impl StripeApp {
 
     /// Waits until the simulator has delivered everything (retries included).
     pub async fn settle(&self) {
-        assert!(self.sim().wait_for_deliveries(std::time::Duration::from_secs(30)).await, "deliveries did not finish");
+        assert!(
+            self.sim()
+                .wait_for_deliveries(std::time::Duration::from_secs(30))
+                .await,
+            "deliveries did not finish"
+        );
     }
 
     pub async fn checkout(&self, user: &str, plan: &str) -> Response {
@@ -292,15 +368,30 @@ impl StripeApp {
     }
 
     /// A user who went through Checkout and paid with the given card; returns the subscription id.
-    pub async fn subscribed(&self, user: &str, plan: &str, card: msr_stripe_sim::TestCard) -> String {
+    pub async fn subscribed(
+        &self,
+        user: &str,
+        plan: &str,
+        card: msr_stripe_sim::TestCard,
+    ) -> String {
         self.create_user(user, &format!("{user}@example.com")).await;
         let started = json(self.checkout(user, plan).await).await;
-        let session = started["session_id"].as_str().expect("session id").to_owned();
-        let outcome = self.sim().pay_checkout(&session, card).await.expect("checkout paid");
+        let session = started["session_id"]
+            .as_str()
+            .expect("session id")
+            .to_owned();
+        let outcome = self
+            .sim()
+            .pay_checkout(&session, card)
+            .await
+            .expect("checkout paid");
         self.settle().await;
         let _ = outcome;
         let session = self.sim().object(&session).expect("session");
-        session["subscription"].as_str().expect("subscription id").to_owned()
+        session["subscription"]
+            .as_str()
+            .expect("subscription id")
+            .to_owned()
     }
 
     /// The entitlement answer: (HTTP status, body).
@@ -311,7 +402,10 @@ impl StripeApp {
 
     /// Posts a body to the webhook signed as Stripe would (or not at all).
     pub async fn post_webhook(&self, body: &str, signature: Option<String>) -> Response {
-        let mut request = self.request(Method::POST, "/billing/webhook").header("content-type", "application/json").body(body.to_owned());
+        let mut request = self
+            .request(Method::POST, "/billing/webhook")
+            .header("content-type", "application/json")
+            .body(body.to_owned());
         if let Some(sig) = signature {
             request = request.header("Stripe-Signature", sig);
         }
@@ -319,17 +413,27 @@ impl StripeApp {
     }
 
     pub async fn count_events(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events").fetch_one(&self.state.db.pool).await.unwrap()
+        sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events")
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap()
     }
 
     pub async fn event_state(&self, id: &str) -> Option<String> {
-        sqlx::query_scalar("SELECT state FROM stripe_events WHERE id = $1").bind(id).fetch_optional(&self.state.db.pool).await.unwrap()
+        sqlx::query_scalar("SELECT state FROM stripe_events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.state.db.pool)
+            .await
+            .unwrap()
     }
 }
 
 /// `t=…,v1=…` for a body, signed with `secret` at `t`.
 pub fn sign(secret: &str, t: i64, body: &str) -> String {
-    format!("t={t},v1={}", msr_billing::stripe::signature::sign(secret, t, body.as_bytes()))
+    format!(
+        "t={t},v1={}",
+        msr_billing::stripe::signature::sign(secret, t, body.as_bytes())
+    )
 }
 
 pub fn now() -> i64 {

@@ -14,22 +14,35 @@ fn binary() -> Command {
 fn start_and_fail(vars: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = binary();
-    cmd.current_dir(dir.path()).env("MSR_LISTEN_ADDR", "127.0.0.1:0");
+    cmd.current_dir(dir.path())
+        .env("MSR_LISTEN_ADDR", "127.0.0.1:0");
     for (k, v) in vars {
         cmd.env(k, v);
     }
     let out = cmd.stdin(Stdio::null()).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn bad_values_stop_start_up_with_one_line_naming_the_variable() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("MSR_DEBUG", "maybe")], "MSR_DEBUG"),
-        (&[("FRONTEND_RETURN_URL", "::not a url")], "FRONTEND_RETURN_URL"),
-        (&[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")], "DATABASE_URL"),
+        (
+            &[("FRONTEND_RETURN_URL", "::not a url")],
+            "FRONTEND_RETURN_URL",
+        ),
+        (
+            &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+            "DATABASE_URL",
+        ),
         (&[("STRIPE_API_KEY", "sk_test_x")], "MSR_INTERNAL_API_KEY"),
-        (&[("STRIPE_API_KEY", "sk_live_x"), ("MSR_DEBUG", "true")], "STRIPE_API_KEY"),
+        (
+            &[("STRIPE_API_KEY", "sk_live_x"), ("MSR_DEBUG", "true")],
+            "STRIPE_API_KEY",
+        ),
     ];
     for (vars, named) in cases {
         let (ok, stderr) = start_and_fail(vars);
@@ -43,8 +56,14 @@ fn bad_values_stop_start_up_with_one_line_naming_the_variable() {
 #[test]
 fn a_live_key_with_debug_names_both_variables() {
     let (_, stderr) = start_and_fail(&[("STRIPE_API_KEY", "sk_live_x"), ("MSR_DEBUG", "true")]);
-    assert!(stderr.contains("MSR_DEBUG") && stderr.contains("STRIPE_API_KEY"), "{stderr}");
-    assert!(!stderr.contains("sk_live_x"), "the key itself never appears: {stderr}");
+    assert!(
+        stderr.contains("MSR_DEBUG") && stderr.contains("STRIPE_API_KEY"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("sk_live_x"),
+        "the key itself never appears: {stderr}"
+    );
 }
 
 #[test]
@@ -67,18 +86,29 @@ fn a_bare_start_serves_on_sqlite_in_demo_mode_and_stops_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut log = Vec::new();
     let port = loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server logs its port");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("server logs its port");
         log.push(line.clone());
         if let Some(p) = line.split("port=").nth(1) {
             break p.trim().parse::<u16>().unwrap();
         }
     };
     let text = log.join("\n");
-    assert!(text.contains("SIMULATED"), "demo mode says payments are simulated: {text}");
-    assert!(text.contains("MSR_DEBUG"), "debug mode is announced: {text}");
+    assert!(
+        text.contains("SIMULATED"),
+        "demo mode says payments are simulated: {text}"
+    );
+    assert!(
+        text.contains("MSR_DEBUG"),
+        "debug mode is announced: {text}"
+    );
     let health = reqwest::blocking_get(&format!("http://127.0.0.1:{port}/readyz"));
     assert_eq!(health, 200);
-    assert!(dir.path().join("msr.db").exists(), "the default SQLite file is made in the working directory");
+    assert!(
+        dir.path().join("msr.db").exists(),
+        "the default SQLite file is made in the working directory"
+    );
     // SIGTERM: graceful shutdown, exit 0.
     unsafe_kill_term(child.id());
     let status = child.wait().unwrap();
@@ -86,7 +116,11 @@ fn a_bare_start_serves_on_sqlite_in_demo_mode_and_stops_on_sigterm() {
 }
 
 fn unsafe_kill_term(pid: u32) {
-    let ok = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -97,7 +131,11 @@ mod reqwest {
         let rest = url.trim_start_matches("http://");
         let (host, path) = rest.split_once('/').unwrap();
         let mut stream = std::net::TcpStream::connect(host).unwrap();
-        write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            stream,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response.split(' ').nth(1).unwrap().parse().unwrap()

@@ -1,11 +1,13 @@
 //! Breaking things on purpose: the database during a webhook, event order, two instances.
 
 use msr_stripe_sim::{Fault, TestCard};
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use serde_json::Value;
 
-use crate::helpers::{StripeApp, TestDb, WEBHOOK_SECRET, json, now, postgres_url, sign, skip, suite_on_postgres};
+use crate::helpers::{
+    StripeApp, TestDb, WEBHOOK_SECRET, json, now, postgres_url, sign, skip, suite_on_postgres,
+};
 
 /// Holds the database's write lock (SQLite) or the events table's lock (PostgreSQL) until dropped.
 enum Blocker {
@@ -23,7 +25,9 @@ impl Blocker {
         } else {
             let mut c = sqlx::PgConnection::connect(url).await.unwrap();
             c.execute("BEGIN").await.unwrap();
-            c.execute("LOCK TABLE stripe_events IN ACCESS EXCLUSIVE MODE").await.unwrap();
+            c.execute("LOCK TABLE stripe_events IN ACCESS EXCLUSIVE MODE")
+                .await
+                .unwrap();
             Blocker::Postgres(c)
         }
     }
@@ -45,14 +49,27 @@ async fn a_webhook_that_cannot_be_recorded_gets_503_and_the_retry_is_applied() {
     app.sim().cancel_at_period_end(&sub, true).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !app.sim().deliveries().iter().any(|d| d.status == Some(503)) {
-        assert!(std::time::Instant::now() < deadline, "no 503 seen: {:?}", app.sim().deliveries().last());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 503 seen: {:?}",
+            app.sim().deliveries().last()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     blocker.release().await;
     app.settle().await;
     let status = json(app.dev_status("dbd").await).await;
-    let states: Vec<(String, String, String)> = sqlx::query_as("SELECT id, type, state FROM stripe_events ORDER BY created").fetch_all(&app.state.db.pool).await.unwrap();
-    assert_eq!(status["entitlement"]["cancel_at_period_end"], true, "the retried delivery was applied: {:?} {states:?}", app.sim().deliveries());
+    let states: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, type, state FROM stripe_events ORDER BY created")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        status["entitlement"]["cancel_at_period_end"],
+        true,
+        "the retried delivery was applied: {:?} {states:?}",
+        app.sim().deliveries()
+    );
 }
 
 /// Captures a whole journey's events without delivering them.
@@ -62,14 +79,26 @@ async fn journey_events(app: &StripeApp, user: &str) -> (String, Vec<Value>) {
     app.create_user(user, &format!("{user}@example.com")).await;
     let started = json(app.checkout(user, "monthly").await).await;
     let session = started["session_id"].as_str().unwrap().to_owned();
-    app.sim().pay_checkout(&session, TestCard::Visa).await.unwrap();
-    let sub = app.sim().object(&session).unwrap()["subscription"].as_str().unwrap().to_owned();
+    app.sim()
+        .pay_checkout(&session, TestCard::Visa)
+        .await
+        .unwrap();
+    let sub = app.sim().object(&session).unwrap()["subscription"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.sim().fail_next_renewal(&sub).unwrap();
     app.sim().advance_to_next_renewal(&sub).await.unwrap();
-    let customer = app.sim().subscription(&sub).unwrap()["customer"].as_str().unwrap().to_owned();
+    let customer = app.sim().subscription(&sub).unwrap()["customer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.sim().set_card(&customer, TestCard::Visa).await.unwrap();
     app.sim().cancel_at_period_end(&sub, true).await.unwrap();
-    app.sim().pause_collection(&sub, Some("void")).await.unwrap();
+    app.sim()
+        .pause_collection(&sub, Some("void"))
+        .await
+        .unwrap();
     let events = app.sim().events()[before..].to_vec();
     (sub, events)
 }
@@ -83,7 +112,9 @@ async fn deliver_to_fresh_app(app: &StripeApp, user: &str, events: &[&Value]) ->
         ("MSR_EVENTS_POLL_INTERVAL", "0"),
     ])
     .await;
-    fresh.create_user(user, &format!("{user}@example.com")).await;
+    fresh
+        .create_user(user, &format!("{user}@example.com"))
+        .await;
     for event in events {
         let body = event.to_string();
         let response = fresh
@@ -100,10 +131,22 @@ async fn deliver_to_fresh_app(app: &StripeApp, user: &str, events: &[&Value]) ->
 
 fn assert_matches_truth(seen: &Value, truth: &Value, order: &str) {
     assert_eq!(seen["stripe_status"], truth["status"], "{order}");
-    assert_eq!(seen["cancel_at_period_end"], truth["cancel_at_period_end"], "{order}");
-    assert_eq!(seen["pause_active"], Value::Bool(!truth["pause_collection"].is_null()), "{order}");
-    let end = truth["items"]["data"][0]["current_period_end"].as_i64().unwrap();
-    let seen_end = chrono::DateTime::parse_from_rfc3339(seen["current_period_end"].as_str().unwrap()).unwrap().timestamp();
+    assert_eq!(
+        seen["cancel_at_period_end"], truth["cancel_at_period_end"],
+        "{order}"
+    );
+    assert_eq!(
+        seen["pause_active"],
+        Value::Bool(!truth["pause_collection"].is_null()),
+        "{order}"
+    );
+    let end = truth["items"]["data"][0]["current_period_end"]
+        .as_i64()
+        .unwrap();
+    let seen_end =
+        chrono::DateTime::parse_from_rfc3339(seen["current_period_end"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
     assert_eq!(seen_end, end, "{order}");
 }
 
@@ -141,28 +184,55 @@ async fn every_adjacent_pair_of_a_journey_reversed_ends_in_stripes_state() {
 #[tokio::test]
 async fn two_instances_on_one_postgresql_apply_each_event_exactly_once() {
     let Some(server) = postgres_url() else {
-        skip("two instances on one PostgreSQL", "MSR_TEST_POSTGRES_URL is not set");
+        skip(
+            "two instances on one PostgreSQL",
+            "MSR_TEST_POSTGRES_URL is not set",
+        );
         return;
     };
     let db = TestDb::fresh_postgres(&server).await;
     let app = StripeApp::spawn_on(db, &[]).await;
     let other = app.second_instance().await;
-    app.sim().set_fault(Fault::ConcurrentCopies { copies: 4 }).await;
+    app.sim()
+        .set_fault(Fault::ConcurrentCopies { copies: 4 })
+        .await;
     app.create_user("two", "two@example.com").await;
     let started = json(app.checkout("two", "monthly").await).await;
     let session = started["session_id"].as_str().unwrap();
-    app.sim().pay_checkout(session, TestCard::Visa).await.unwrap();
-    let sub = app.sim().object(session).unwrap()["subscription"].as_str().unwrap().to_owned();
+    app.sim()
+        .pay_checkout(session, TestCard::Visa)
+        .await
+        .unwrap();
+    let sub = app.sim().object(session).unwrap()["subscription"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.sim().cancel_at_period_end(&sub, true).await.unwrap();
     app.settle().await;
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events").fetch_one(&app.state.db.pool).await.unwrap();
-    let processed = app.state.counters.events_processed.load(std::sync::atomic::Ordering::Relaxed)
-        + other.state.counters.events_processed.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(processed as i64, rows, "each recorded event processed once across both instances");
-    let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE state IN ('pending', 'failed')")
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events")
         .fetch_one(&app.state.db.pool)
         .await
         .unwrap();
+    let processed = app
+        .state
+        .counters
+        .events_processed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + other
+            .state
+            .counters
+            .events_processed
+            .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        processed as i64, rows,
+        "each recorded event processed once across both instances"
+    );
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM stripe_events WHERE state IN ('pending', 'failed')",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
     assert_eq!(waiting, 0);
     let truth = app.sim().subscription(&sub).unwrap();
     let seen = json(other.dev_status("two").await).await["entitlement"].clone();

@@ -27,7 +27,15 @@ async fn readiness_is_503_when_the_database_is_gone() {
 async fn unknown_routes_and_methods_get_the_json_envelope() {
     let app = TestApp::spawn().await;
     assert_error(app.get("/nope").await, 404, "not_found").await;
-    assert_error(app.request(Method::DELETE, "/healthz").send().await.unwrap(), 405, "method_not_allowed").await;
+    assert_error(
+        app.request(Method::DELETE, "/healthz")
+            .send()
+            .await
+            .unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -35,7 +43,11 @@ async fn every_response_carries_a_request_id() {
     let app = TestApp::spawn().await;
     let a = app.get("/healthz").await;
     let b = app.get("/nope").await;
-    let id = |r: &reqwest::Response| r.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    let id = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
     assert!(id(&a).is_some_and(|s| !s.is_empty()));
     assert!(id(&b).is_some());
     assert_ne!(id(&a), id(&b));
@@ -45,7 +57,10 @@ async fn every_response_carries_a_request_id() {
 async fn api_bodies_over_64_kib_are_refused_with_413() {
     let app = TestApp::spawn().await;
     let response = app
-        .request(Method::POST, "/dev/create_user?user_id=1&email=ed@example.com")
+        .request(
+            Method::POST,
+            "/dev/create_user?user_id=1&email=ed@example.com",
+        )
         .body(vec![b'x'; 64 * 1024 + 1])
         .send()
         .await
@@ -56,7 +71,11 @@ async fn api_bodies_over_64_kib_are_refused_with_413() {
 #[tokio::test]
 async fn malformed_query_strings_are_client_errors() {
     let app = TestApp::spawn().await;
-    let response = app.request(Method::POST, "/dev/create_user?user_id=%ZZ&email=%").send().await.unwrap();
+    let response = app
+        .request(Method::POST, "/dev/create_user?user_id=%ZZ&email=%")
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     assert!(status == 400 || status == 422, "{status}");
 }
@@ -79,7 +98,10 @@ async fn an_sqlite_file_is_created_when_missing_and_runs_in_wal_mode() {
     assert!(!std::path::Path::new(&path).exists());
     let app = TestApp::spawn_on(db, &[]).await;
     assert!(std::path::Path::new(&path).exists());
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&app.state.db.pool).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
     assert_eq!(mode.to_lowercase(), "wal");
 }
 
@@ -93,11 +115,26 @@ async fn the_same_code_serves_on_postgresql() {
     let db = TestDb::fresh_postgres(&server).await;
     let app = TestApp::spawn_on(db, &[]).await;
     assert_eq!(app.state.db.backend, msr_billing::db::Backend::Postgres);
-    assert_eq!(app.create_user("pg1", "pg1@example.com").await.status().as_u16(), 201);
-    assert_eq!(app.create_user("pg1", "pg1@example.com").await.status().as_u16(), 200);
+    assert_eq!(
+        app.create_user("pg1", "pg1@example.com")
+            .await
+            .status()
+            .as_u16(),
+        201
+    );
+    assert_eq!(
+        app.create_user("pg1", "pg1@example.com")
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
     let body = json(app.dev_status("pg1").await).await;
     assert_eq!(body["entitlement"]["status"], "none");
     let db = app.stop().await;
     let again = TestApp::spawn_on(db, &[]).await;
-    assert_eq!(json(again.dev_status("pg1").await).await["user"]["id"], "pg1");
+    assert_eq!(
+        json(again.dev_status("pg1").await).await["user"]["id"],
+        "pg1"
+    );
 }

@@ -14,14 +14,22 @@ fn event(id: &str, kind: &str, created: i64, object: serde_json::Value) -> Strin
 #[tokio::test]
 async fn each_bad_signature_is_refused_with_400_and_nothing_is_stored() {
     let app = StripeApp::spawn().await;
-    let body = event("evt_bad", "customer.created", now(), json!({"id": "cus_x", "object": "customer"}));
+    let body = event(
+        "evt_bad",
+        "customer.created",
+        now(),
+        json!({"id": "cus_x", "object": "customer"}),
+    );
     let t = now();
     let cases = [
         ("missing", None),
         ("malformed", Some("nonsense".to_owned())),
         ("stale", Some(sign(WEBHOOK_SECRET, t - 301, &body))),
         ("wrong secret", Some(sign("whsec_other", t, &body))),
-        ("tampered", Some(sign(WEBHOOK_SECRET, t, &body.replace("cus_x", "cus_y")))),
+        (
+            "tampered",
+            Some(sign(WEBHOOK_SECRET, t, &body.replace("cus_x", "cus_y"))),
+        ),
     ];
     for (case, signature) in cases {
         let response = app.post_webhook(&body, signature).await;
@@ -30,7 +38,13 @@ async fn each_bad_signature_is_refused_with_400_and_nothing_is_stored() {
         assert_eq!(body["error"]["code"], "invalid_signature", "{case}");
     }
     assert_eq!(app.count_events().await, 0);
-    assert_eq!(app.state.counters.signature_failures.load(std::sync::atomic::Ordering::Relaxed), 5);
+    assert_eq!(
+        app.state
+            .counters
+            .signature_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
 }
 
 #[tokio::test]
@@ -44,13 +58,25 @@ async fn the_simulators_bad_deliveries_are_refused_and_retried() {
         app.sim().set_fault(fault).await;
     }
     app.sim().set_fault(Fault::PauseDeliveries).await;
-    app.sim().pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa).await.unwrap();
+    app.sim()
+        .pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa)
+        .await
+        .unwrap();
     app.sim().set_fault(Fault::StaleSignature).await;
     app.sim().flush_deliveries();
     app.settle().await;
-    assert_eq!(app.count_events().await, before, "nothing stored from refused deliveries");
+    assert_eq!(
+        app.count_events().await,
+        before,
+        "nothing stored from refused deliveries"
+    );
     assert_eq!(app.entitled("sg").await.0, 402);
-    let refused = app.sim().deliveries().iter().filter(|d| d.status == Some(400)).count();
+    let refused = app
+        .sim()
+        .deliveries()
+        .iter()
+        .filter(|d| d.status == Some(400))
+        .count();
     assert!(refused > 0);
 }
 
@@ -58,8 +84,15 @@ async fn the_simulators_bad_deliveries_are_refused_and_retried() {
 async fn rotated_secrets_each_verify() {
     let app = StripeApp::spawn_with(&[("STRIPE_WEBHOOK_SECRET", "whsec_old, whsec_new")]).await;
     for (i, secret) in ["whsec_old", "whsec_new"].into_iter().enumerate() {
-        let body = event(&format!("evt_rot{i}"), "some.unknown.type", now(), json!({}));
-        let response = app.post_webhook(&body, Some(sign(secret, now(), &body))).await;
+        let body = event(
+            &format!("evt_rot{i}"),
+            "some.unknown.type",
+            now(),
+            json!({}),
+        );
+        let response = app
+            .post_webhook(&body, Some(sign(secret, now(), &body)))
+            .await;
         assert_eq!(response.status().as_u16(), 200, "{secret}");
     }
     assert_eq!(app.count_events().await, 2);
@@ -68,29 +101,59 @@ async fn rotated_secrets_each_verify() {
 #[tokio::test]
 async fn unknown_types_and_unreadable_bodies_are_recorded_never_refused() {
     let app = StripeApp::spawn().await;
-    let unknown = event("evt_unknown", "radar.early_fraud_warning.created", now(), json!({"id": "issfr_1"}));
-    let response = app.post_webhook(&unknown, Some(sign(WEBHOOK_SECRET, now(), &unknown))).await;
+    let unknown = event(
+        "evt_unknown",
+        "radar.early_fraud_warning.created",
+        now(),
+        json!({"id": "issfr_1"}),
+    );
+    let response = app
+        .post_webhook(&unknown, Some(sign(WEBHOOK_SECRET, now(), &unknown)))
+        .await;
     assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(app.event_state("evt_unknown").await.as_deref(), Some("ignored"));
+    assert_eq!(
+        app.event_state("evt_unknown").await.as_deref(),
+        Some("ignored")
+    );
     let garbage = "{\"this is\": \"not an event\"}";
-    let response = app.post_webhook(garbage, Some(sign(WEBHOOK_SECRET, now(), garbage))).await;
-    assert_eq!(response.status().as_u16(), 200, "a validly signed body is never answered 400");
+    let response = app
+        .post_webhook(garbage, Some(sign(WEBHOOK_SECRET, now(), garbage)))
+        .await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "a validly signed body is never answered 400"
+    );
     assert_eq!(app.count_events().await, 2);
     // A known type whose object no longer parses (API drift) is re-fetched instead.
     let sub = app.subscribed("dr", "monthly", TestCard::Visa).await;
-    let drifted = event("evt_drift", "customer.subscription.updated", now() + 100, json!({"id": sub, "object": "subscription", "status": {"new": "shape"}}));
-    let response = app.post_webhook(&drifted, Some(sign(WEBHOOK_SECRET, now(), &drifted))).await;
+    let drifted = event(
+        "evt_drift",
+        "customer.subscription.updated",
+        now() + 100,
+        json!({"id": sub, "object": "subscription", "status": {"new": "shape"}}),
+    );
+    let response = app
+        .post_webhook(&drifted, Some(sign(WEBHOOK_SECRET, now(), &drifted)))
+        .await;
     assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(app.event_state("evt_drift").await.as_deref(), Some("applied"));
+    assert_eq!(
+        app.event_state("evt_drift").await.as_deref(),
+        Some("applied")
+    );
 }
 
 #[tokio::test]
 async fn a_duplicate_event_answers_200_and_changes_nothing() {
     let app = StripeApp::spawn().await;
     let body = event("evt_dup", "ping", now(), json!({}));
-    let first = app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body))).await;
+    let first = app
+        .post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body)))
+        .await;
     assert_eq!(first.status().as_u16(), 200);
-    let second = app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body))).await;
+    let second = app
+        .post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body)))
+        .await;
     assert_eq!(second.status().as_u16(), 200);
     assert_eq!(json(second).await["duplicate"], true);
     assert_eq!(app.count_events().await, 1);
@@ -100,7 +163,9 @@ async fn a_duplicate_event_answers_200_and_changes_nothing() {
 async fn bodies_over_one_mib_are_413() {
     let app = StripeApp::spawn().await;
     let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024));
-    let response = app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body))).await;
+    let response = app
+        .post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body)))
+        .await;
     assert_eq!(response.status().as_u16(), 413);
     assert_eq!(app.count_events().await, 0);
 }
@@ -111,12 +176,23 @@ async fn an_event_of_the_other_mode_is_recorded_and_flagged_not_applied() {
     let sub = app.subscribed("lm", "monthly", TestCard::Visa).await;
     let mut object = app.sim().subscription(&sub).unwrap();
     object["status"] = json!("canceled");
-    let mut live: serde_json::Value = serde_json::from_str(&event("evt_live", "customer.subscription.deleted", now() + 1000, object)).unwrap();
+    let mut live: serde_json::Value = serde_json::from_str(&event(
+        "evt_live",
+        "customer.subscription.deleted",
+        now() + 1000,
+        object,
+    ))
+    .unwrap();
     live["livemode"] = json!(true);
     let body = live.to_string();
-    let response = app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body))).await;
+    let response = app
+        .post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body)))
+        .await;
     assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(app.event_state("evt_live").await.as_deref(), Some("livemode_mismatch"));
+    assert_eq!(
+        app.event_state("evt_live").await.as_deref(),
+        Some("livemode_mismatch")
+    );
     assert_eq!(app.entitled("lm").await.0, 200, "not applied");
 }
 
@@ -125,19 +201,42 @@ async fn an_older_subscription_event_is_skipped_and_an_equal_one_refetches() {
     let app = StripeApp::spawn().await;
     let sub = app.subscribed("oo", "monthly", TestCard::Visa).await;
     let truth = app.sim().subscription(&sub).unwrap();
-    let watermark: i64 = sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1").bind(&sub).fetch_one(&app.state.db.pool).await.unwrap();
+    let watermark: i64 = sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1")
+        .bind(&sub)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
     // Older than what was applied: a stale "canceled" must not win.
     let mut stale = truth.clone();
     stale["status"] = json!("canceled");
-    let body = event("evt_old", "customer.subscription.updated", watermark - 5, stale.clone());
-    app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body))).await;
+    let body = event(
+        "evt_old",
+        "customer.subscription.updated",
+        watermark - 5,
+        stale.clone(),
+    );
+    app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body)))
+        .await;
     assert_eq!(app.event_state("evt_old").await.as_deref(), Some("skipped"));
     assert_eq!(app.entitled("oo").await.0, 200);
     // Same second as the last applied: its payload is not trusted; Stripe's truth (active) is fetched.
-    let body = event("evt_same", "customer.subscription.updated", watermark, stale);
-    app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body))).await;
-    assert_eq!(app.event_state("evt_same").await.as_deref(), Some("applied"));
-    assert_eq!(app.entitled("oo").await.0, 200, "re-fetched truth is active");
+    let body = event(
+        "evt_same",
+        "customer.subscription.updated",
+        watermark,
+        stale,
+    );
+    app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body)))
+        .await;
+    assert_eq!(
+        app.event_state("evt_same").await.as_deref(),
+        Some("applied")
+    );
+    assert_eq!(
+        app.entitled("oo").await.0,
+        200,
+        "re-fetched truth is active"
+    );
 }
 
 #[tokio::test]
@@ -150,7 +249,11 @@ async fn every_event_delivered_twice_ends_in_stripes_state() {
     let status = json(app.dev_status("d2").await).await;
     assert_eq!(status["entitlement"]["status"], "active");
     assert_eq!(status["entitlement"]["cancel_at_period_end"], true);
-    let duplicates = app.state.counters.events_duplicate.load(std::sync::atomic::Ordering::Relaxed);
+    let duplicates = app
+        .state
+        .counters
+        .events_duplicate
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(duplicates >= 7, "{duplicates}");
 }
 
@@ -161,7 +264,10 @@ async fn a_journey_delivered_in_reverse_order_ends_in_stripes_state() {
     let sub = app.subscribed("rv", "weekly", TestCard::Visa).await;
     assert_eq!(app.entitled("rv").await.0, 200);
     app.sim().set_fault(Fault::ReverseNextBatch).await;
-    app.sim().pause_collection(&sub, Some("keep_as_draft")).await.unwrap();
+    app.sim()
+        .pause_collection(&sub, Some("keep_as_draft"))
+        .await
+        .unwrap();
     app.settle().await;
     assert_eq!(app.entitled("rv").await.1["reason"], "paused");
 }
@@ -170,17 +276,31 @@ async fn a_journey_delivered_in_reverse_order_ends_in_stripes_state() {
 async fn sixty_four_concurrent_deliveries_for_one_subscription_end_in_stripes_final_state() {
     let app = StripeApp::spawn().await;
     let sub = app.subscribed("cc64", "monthly", TestCard::Visa).await;
-    app.sim().set_fault(Fault::ConcurrentCopies { copies: 64 }).await;
+    app.sim()
+        .set_fault(Fault::ConcurrentCopies { copies: 64 })
+        .await;
     app.sim().cancel_at_period_end(&sub, true).await.unwrap();
-    app.sim().pause_collection(&sub, Some("void")).await.unwrap();
+    app.sim()
+        .pause_collection(&sub, Some("void"))
+        .await
+        .unwrap();
     app.settle().await;
     let truth = app.sim().subscription(&sub).unwrap();
     let status = json(app.dev_status("cc64").await).await;
     assert_eq!(status["entitlement"]["stripe_status"], truth["status"]);
-    assert_eq!(status["entitlement"]["cancel_at_period_end"], truth["cancel_at_period_end"]);
-    assert_eq!(status["entitlement"]["pause_active"], !truth["pause_collection"].is_null());
+    assert_eq!(
+        status["entitlement"]["cancel_at_period_end"],
+        truth["cancel_at_period_end"]
+    );
+    assert_eq!(
+        status["entitlement"]["pause_active"],
+        !truth["pause_collection"].is_null()
+    );
     assert_eq!(status["entitlement"]["pause_active"], true);
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscriptions").fetch_one(&app.state.db.pool).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscriptions")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
     assert_eq!(rows, 1);
 }
 
@@ -190,18 +310,37 @@ async fn events_for_an_unknown_customer_are_kept_and_applied_once_it_is_linked()
     // The owner pays before this service knows them (another instance created the session, say).
     app.create_user("late", "late@example.com").await;
     let started = json(app.checkout("late", "monthly").await).await;
-    sqlx::query("UPDATE users SET stripe_customer_id = NULL WHERE id = 'late'").execute(&app.state.db.pool).await.unwrap();
-    sqlx::query("DELETE FROM users WHERE id = 'late'").execute(&app.state.db.pool).await.unwrap();
+    sqlx::query("UPDATE users SET stripe_customer_id = NULL WHERE id = 'late'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM users WHERE id = 'late'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
     let session = started["session_id"].as_str().unwrap().to_owned();
-    app.sim().pay_checkout(&session, TestCard::Visa).await.unwrap();
+    app.sim()
+        .pay_checkout(&session, TestCard::Visa)
+        .await
+        .unwrap();
     app.settle().await;
-    let unmatched: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE state = 'unmatched'").fetch_one(&app.state.db.pool).await.unwrap();
+    let unmatched: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE state = 'unmatched'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
     assert!(unmatched >= 2, "{unmatched}");
     // The user appears: the events that named them are applied (the worker is woken; run it now).
     app.create_user("late", "late@example.com").await;
-    msr_billing::billing::worker::run_due(&app.state).await.unwrap();
+    msr_billing::billing::worker::run_due(&app.state)
+        .await
+        .unwrap();
     assert_eq!(app.entitled("late").await.0, 200);
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE state = 'unmatched'").fetch_one(&app.state.db.pool).await.unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE state = 'unmatched'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
     assert_eq!(left, 0, "every unmatched event was applied after the link");
 }
 
@@ -209,16 +348,32 @@ async fn events_for_an_unknown_customer_are_kept_and_applied_once_it_is_linked()
 async fn stripe_down_during_a_refetch_leaves_the_event_failed_and_the_worker_applies_it_later() {
     let app = StripeApp::spawn().await;
     let sub = app.subscribed("sd", "monthly", TestCard::Visa).await;
-    app.sim().set_fault(Fault::ApiErrors { count: 1000, path_prefix: Some("/v1/subscriptions".into()) }).await;
-    let watermark: i64 = sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1").bind(&sub).fetch_one(&app.state.db.pool).await.unwrap();
+    app.sim()
+        .set_fault(Fault::ApiErrors {
+            count: 1000,
+            path_prefix: Some("/v1/subscriptions".into()),
+        })
+        .await;
+    let watermark: i64 = sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1")
+        .bind(&sub)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
     let invoice = json!({"id": "in_x", "object": "invoice", "customer": app.sim().subscription(&sub).unwrap()["customer"],
         "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub}}});
     let body = event("evt_inv", "invoice.paid", watermark + 1, invoice);
-    let response = app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body))).await;
+    let response = app
+        .post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body)))
+        .await;
     assert_eq!(response.status().as_u16(), 200, "ours to retry");
     assert_eq!(app.event_state("evt_inv").await.as_deref(), Some("failed"));
     app.sim().clear_faults().await;
-    sqlx::query("UPDATE stripe_events SET next_attempt_at = 0 WHERE id = 'evt_inv'").execute(&app.state.db.pool).await.unwrap();
-    msr_billing::billing::worker::run_due(&app.state).await.unwrap();
+    sqlx::query("UPDATE stripe_events SET next_attempt_at = 0 WHERE id = 'evt_inv'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    msr_billing::billing::worker::run_due(&app.state)
+        .await
+        .unwrap();
     assert_eq!(app.event_state("evt_inv").await.as_deref(), Some("applied"));
 }

@@ -33,13 +33,23 @@ async fn start_checkout(
     ApiUser(user): ApiUser,
     Json(body): Json<CheckoutBody>,
 ) -> Result<axum::Json<serde_json::Value>, AppError> {
-    let plan: Plan = body.plan.parse().map_err(|e: crate::domain::InvalidValue| AppError::invalid("invalid_plan", e.to_string()))?;
+    let plan: Plan = body
+        .plan
+        .parse()
+        .map_err(|e: crate::domain::InvalidValue| {
+            AppError::invalid("invalid_plan", e.to_string())
+        })?;
     let started = checkout::start(&state, &user, plan).await?;
-    Ok(axum::Json(json!({"url": started.url, "session_id": started.session_id})))
+    Ok(axum::Json(
+        json!({"url": started.url, "session_id": started.session_id}),
+    ))
 }
 
 /// 200 `{url}`; 409 when the user has no Stripe customer yet.
-async fn open_portal(State(state): State<AppState>, ApiUser(user): ApiUser) -> Result<axum::Json<serde_json::Value>, AppError> {
+async fn open_portal(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<axum::Json<serde_json::Value>, AppError> {
     let url = checkout::open_portal(&state, &user).await?;
     Ok(axum::Json(json!({"url": url})))
 }

@@ -22,9 +22,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// 200 when entitled, 402 Payment Required when not; the same body either way.
-async fn check(State(state): State<AppState>, ApiUser(user): ApiUser) -> Result<Response, AppError> {
+async fn check(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Response, AppError> {
     let answer = entitlement::check(&state, &user).await?;
-    let status = if answer.decision.entitled { StatusCode::OK } else { StatusCode::PAYMENT_REQUIRED };
+    let status = if answer.decision.entitled {
+        StatusCode::OK
+    } else {
+        StatusCode::PAYMENT_REQUIRED
+    };
     Ok((status, axum::Json(wire::entitlement_answer(&answer))).into_response())
 }
 
@@ -33,11 +40,23 @@ const REASON_HEADER: HeaderName = HeaderName::from_static("x-entitlement-reason"
 
 /// For nginx `auth_request` and Traefik/Envoy forward-auth, which only understand 2xx/401/403:
 /// 200 or 403 with the decision in headers. An unknown user is a 403 (`reason: unknown_user`).
-async fn forward_auth(State(state): State<AppState>, ApiUser(user): ApiUser) -> Result<Response, AppError> {
+async fn forward_auth(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Response, AppError> {
     let (code, status, reason, body) = match entitlement::check(&state, &user).await {
         Ok(answer) => {
-            let code = if answer.decision.entitled { StatusCode::OK } else { StatusCode::FORBIDDEN };
-            (code, answer.status(), answer.decision.reason.as_str(), wire::entitlement_answer(&answer))
+            let code = if answer.decision.entitled {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            (
+                code,
+                answer.status(),
+                answer.decision.reason.as_str(),
+                wire::entitlement_answer(&answer),
+            )
         }
         Err(e @ AppError::UnknownUser(_)) => (
             StatusCode::FORBIDDEN,
@@ -48,8 +67,12 @@ async fn forward_auth(State(state): State<AppState>, ApiUser(user): ApiUser) -> 
         Err(other) => return Err(other),
     };
     let mut response = (code, axum::Json(body)).into_response();
-    response.headers_mut().insert(STATUS_HEADER, HeaderValue::from_static(status));
-    response.headers_mut().insert(REASON_HEADER, HeaderValue::from_static(reason));
+    response
+        .headers_mut()
+        .insert(STATUS_HEADER, HeaderValue::from_static(status));
+    response
+        .headers_mut()
+        .insert(REASON_HEADER, HeaderValue::from_static(reason));
     Ok(response)
 }
 
@@ -72,9 +95,11 @@ impl IntoResponse for EntitlementRejection {
     fn into_response(self) -> Response {
         match self {
             EntitlementRejection::Error(e) => e.into_response(),
-            EntitlementRejection::NotEntitled(answer) => {
-                (StatusCode::PAYMENT_REQUIRED, axum::Json(wire::entitlement_answer(&answer))).into_response()
-            }
+            EntitlementRejection::NotEntitled(answer) => (
+                StatusCode::PAYMENT_REQUIRED,
+                axum::Json(wire::entitlement_answer(&answer)),
+            )
+                .into_response(),
         }
     }
 }
@@ -82,9 +107,16 @@ impl IntoResponse for EntitlementRejection {
 impl FromRequestParts<AppState> for RequireEntitlement {
     type Rejection = EntitlementRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ApiUser(user) = ApiUser::from_request_parts(parts, state).await.map_err(EntitlementRejection::Error)?;
-        let answer = entitlement::check(state, &user).await.map_err(EntitlementRejection::Error)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ApiUser(user) = ApiUser::from_request_parts(parts, state)
+            .await
+            .map_err(EntitlementRejection::Error)?;
+        let answer = entitlement::check(state, &user)
+            .await
+            .map_err(EntitlementRejection::Error)?;
         if answer.decision.entitled {
             Ok(RequireEntitlement(answer))
         } else {
