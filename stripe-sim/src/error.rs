@@ -88,6 +88,20 @@ impl StripeError {
         e
     }
 
+    /// 402 for a payment that needs 3-D Secure, which the simulator never grants.
+    pub fn authentication_required() -> Self {
+        let mut e = Self::new(
+            402,
+            "card_error",
+            Some("authentication_required"),
+            "This payment requires additional user action before it can be completed \
+             successfully."
+                .to_string(),
+        );
+        e.decline_code = Some("authentication_required");
+        e
+    }
+
     /// 401 without or with an unusable API key.
     pub fn unauthorized(message: &str) -> Self {
         Self::new(401, "invalid_request_error", None, message.to_string())

@@ -21,6 +21,7 @@ mod error;
 mod faults;
 pub mod form;
 mod pages;
+mod standalone;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ pub use delivery::{DeliveryRecord, WebhookEndpoint, signature_header};
 pub use engine::{API_VERSION, AfterRetries, CheckoutOutcome, PlanSeed, TestCard};
 pub use error::StripeError;
 pub use faults::{Fault, FaultState};
+pub use standalone::{StandaloneOptions, run_standalone};
 
 use delivery::{Deliverer, DeliverySettings, lock};
 use engine::{RequestInfo, Settings, State};
@@ -62,6 +64,9 @@ pub struct SimConfig {
     pub renewal_finalize_delay: i64,
     /// Operations per second allowed while the rate-limit fault is on (default 25).
     pub rate_limit_per_second: u32,
+    /// A JSON file with more plans (see [`PlanSeed::load`]), seeded after `plans`.
+    /// A file that cannot be read is logged and skipped.
+    pub plans_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -77,6 +82,7 @@ impl Default for SimConfig {
             after_retries: AfterRetries::Cancel,
             renewal_finalize_delay: 3600,
             rate_limit_per_second: 25,
+            plans_file: None,
         }
     }
 }
@@ -143,7 +149,14 @@ impl Simulator {
             checkout_expiry: 24 * 3600,
             webhook_endpoints: i64::try_from(config.webhook_endpoints.len()).unwrap_or(0),
         };
-        let state = Arc::new(Mutex::new(State::new(settings, &config.plans)));
+        let mut plans = config.plans.clone();
+        if let Some(path) = &config.plans_file {
+            match PlanSeed::load(path) {
+                Ok(extra) => plans.extend(extra),
+                Err(e) => tracing::error!(error = %e, "stripe simulator: plans file skipped"),
+            }
+        }
+        let state = Arc::new(Mutex::new(State::new(settings, &plans)));
         let faults = Arc::new(Mutex::new(FaultState::default()));
         let deliverer = Arc::new(Deliverer::new(
             Arc::clone(&state),

@@ -113,7 +113,13 @@ pub(crate) async fn rate_limit(State(sim): State<Simulator>, req: Request, next:
         }
         if window.len() >= sim.inner.rate_limit_per_second as usize {
             drop(window);
-            return StripeError::rate_limited().into_response();
+            let mut resp = StripeError::rate_limited().into_response();
+            // Stripe names which limit was hit.
+            resp.headers_mut().insert(
+                "stripe-rate-limited-reason",
+                HeaderValue::from_static("global-rate"),
+            );
+            return resp;
         }
         window.push_back(now);
     }

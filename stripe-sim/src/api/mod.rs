@@ -7,8 +7,10 @@
 
 mod catalog;
 mod checkout;
+mod clocks;
 mod customers;
 mod events;
+mod invoices;
 mod middleware;
 mod subscriptions;
 
@@ -34,11 +36,23 @@ pub(crate) fn router(sim: Simulator) -> Router {
         )
         .route(
             "/v1/customers/{id}",
-            get(customers::retrieve).post(customers::update),
+            get(customers::retrieve)
+                .post(customers::update)
+                .delete(customers::delete),
         )
-        .route("/v1/products", get(catalog::list_products))
+        .route(
+            "/v1/customers/{id}/payment_methods",
+            get(customers::list_customer_payment_methods),
+        )
+        .route(
+            "/v1/products",
+            get(catalog::list_products).post(catalog::create_product),
+        )
         .route("/v1/products/{id}", get(catalog::retrieve_product))
-        .route("/v1/prices", get(catalog::list_prices))
+        .route(
+            "/v1/prices",
+            get(catalog::list_prices).post(catalog::create_price),
+        )
         .route("/v1/prices/{id}", get(catalog::retrieve_price))
         .route(
             "/v1/checkout/sessions",
@@ -47,7 +61,10 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/v1/checkout/sessions/{id}", get(checkout::retrieve))
         .route("/v1/checkout/sessions/{id}/expire", post(checkout::expire))
         .route("/v1/billing_portal/sessions", post(checkout::create_portal))
-        .route("/v1/subscriptions", get(subscriptions::list))
+        .route(
+            "/v1/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
         .route(
             "/v1/subscriptions/{id}",
             get(subscriptions::retrieve)
@@ -55,11 +72,50 @@ pub(crate) fn router(sim: Simulator) -> Router {
                 .delete(subscriptions::cancel),
         )
         .route("/v1/subscriptions/{id}/resume", post(subscriptions::resume))
-        .route("/v1/invoices", get(subscriptions::list_invoices))
-        .route("/v1/invoices/{id}", get(subscriptions::retrieve_invoice))
+        .route("/v1/invoices", get(invoices::list).post(invoices::create))
+        .route(
+            "/v1/invoices/{id}",
+            get(invoices::retrieve).delete(invoices::delete),
+        )
+        .route("/v1/invoices/{id}/finalize", post(invoices::finalize))
+        .route("/v1/invoices/{id}/pay", post(invoices::pay))
+        .route("/v1/invoices/{id}/void", post(invoices::void))
+        .route(
+            "/v1/invoices/{id}/mark_uncollectible",
+            post(invoices::mark_uncollectible),
+        )
+        .route(
+            "/v1/invoiceitems",
+            get(invoices::list_items).post(invoices::create_item),
+        )
+        .route("/v1/invoiceitems/{id}", get(invoices::retrieve_item))
+        .route(
+            "/v1/payment_methods",
+            get(customers::list_payment_methods).post(customers::create_payment_method),
+        )
         .route(
             "/v1/payment_methods/{id}",
             get(customers::retrieve_payment_method),
+        )
+        .route(
+            "/v1/payment_methods/{id}/attach",
+            post(customers::attach_payment_method),
+        )
+        .route(
+            "/v1/payment_methods/{id}/detach",
+            post(customers::detach_payment_method),
+        )
+        .route(
+            "/v1/test_helpers/test_clocks",
+            get(clocks::list).post(clocks::create),
+        )
+        .route(
+            "/v1/test_helpers/test_clocks/{id}",
+            get(clocks::retrieve).delete(clocks::delete),
+        )
+        .route(
+            "/v1/test_helpers/test_clocks/{id}/advance",
+            post(clocks::advance),
         )
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::retrieve))

@@ -1,10 +1,10 @@
-//! `/v1/subscriptions` and (read-only) `/v1/invoices`.
+//! `/v1/subscriptions`.
 
 use axum::extract::{Path, State};
 
 use super::{ApiRequest, ApiResult, created_filter, list_page, one};
 use crate::Simulator;
-use crate::engine::SubscriptionUpdate;
+use crate::engine::{NewSubscription, SubscriptionUpdate};
 use crate::error::StripeError;
 use crate::form::Params;
 
@@ -48,6 +48,56 @@ pub(crate) async fn list(State(sim): State<Simulator>, req: ApiRequest) -> ApiRe
     })
 }
 
+fn parse_trial_end(p: &Params) -> Result<Option<Option<i64>>, StripeError> {
+    Ok(match p.str("trial_end")?.as_deref() {
+        None => None,
+        Some("now") => Some(None),
+        Some(_) => Some(Some(p.i64("trial_end")?.unwrap_or_default())),
+    })
+}
+
+/// `POST /v1/subscriptions`.
+pub(crate) async fn create(State(sim): State<Simulator>, req: ApiRequest) -> ApiResult {
+    let p = req.params;
+    let customer = p.required_str("customer")?;
+    let items = p
+        .nested_list("items")?
+        .iter()
+        .enumerate()
+        .map(|(n, i)| {
+            let price = i
+                .str("price")?
+                .ok_or_else(|| StripeError::missing_param(&format!("items[{n}][price]")))?;
+            Ok((price, i.i64("quantity")?.unwrap_or(1)))
+        })
+        .collect::<Result<Vec<_>, StripeError>>()?;
+    let missing_payment_method = match p.nested("trial_settings")? {
+        Some(ts) => match ts.nested("end_behavior")? {
+            Some(eb) => eb.str("missing_payment_method")?,
+            None => None,
+        },
+        None => None,
+    };
+    let ns = NewSubscription {
+        customer,
+        items,
+        trial_period_days: p.i64("trial_period_days")?,
+        trial_end: parse_trial_end(&p)?,
+        metadata: p
+            .metadata("metadata")?
+            .map(crate::form::MetadataUpdate::into_map)
+            .unwrap_or_default(),
+        default_payment_method: p.str("default_payment_method")?.filter(|s| !s.is_empty()),
+        payment_behavior: p.str("payment_behavior")?,
+        missing_payment_method,
+        cancel_at_period_end: p.bool("cancel_at_period_end")?.unwrap_or(false),
+    };
+    sim.mutate(req.info, |st| {
+        let id = st.create_subscription(ns)?;
+        one(st, &id, "subscription", &p)
+    })
+}
+
 fn parse_update(p: &Params) -> Result<SubscriptionUpdate, StripeError> {
     let cancel_at = match p.str("cancel_at")?.as_deref() {
         None => None,
@@ -70,11 +120,7 @@ fn parse_update(p: &Params) -> Result<SubscriptionUpdate, StripeError> {
         .iter()
         .map(|i| Ok((i.str("id")?, i.str("price")?, i.i64("quantity")?)))
         .collect::<Result<Vec<_>, StripeError>>()?;
-    let trial_end = match p.str("trial_end")?.as_deref() {
-        None => None,
-        Some("now") => Some(None),
-        Some(_) => Some(Some(p.i64("trial_end")?.unwrap_or_default())),
-    };
+    let trial_end = parse_trial_end(p)?;
     Ok(SubscriptionUpdate {
         cancel_at_period_end: p.bool("cancel_at_period_end")?,
         cancel_at,
@@ -124,33 +170,5 @@ pub(crate) async fn resume(
     sim.mutate(req.info, |st| {
         st.resume_subscription(&id)?;
         one(st, &id, "subscription", &p)
-    })
-}
-
-/// `GET /v1/invoices/{id}`.
-pub(crate) async fn retrieve_invoice(
-    State(sim): State<Simulator>,
-    Path(id): Path<String>,
-    req: ApiRequest,
-) -> ApiResult {
-    sim.read(|st| one(st, &id, "invoice", &req.params))
-}
-
-/// `GET /v1/invoices` with `customer`, `subscription`, `status` filters.
-pub(crate) async fn list_invoices(State(sim): State<Simulator>, req: ApiRequest) -> ApiResult {
-    let p = req.params;
-    let customer = p.str("customer")?;
-    let subscription = p.str("subscription")?;
-    let status = p.str("status")?;
-    sim.read(|st| {
-        let items = st
-            .invoices
-            .values()
-            .filter(|i| customer.as_ref().is_none_or(|c| *c == i.customer))
-            .filter(|i| subscription.as_ref().is_none_or(|s| *s == i.subscription))
-            .filter(|i| status.as_ref().is_none_or(|s| *s == i.status))
-            .map(|i| (i.seq, i.id.clone()))
-            .collect();
-        list_page(st, "/v1/invoices", items, &p)
     })
 }

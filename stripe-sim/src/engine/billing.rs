@@ -24,6 +24,10 @@ pub struct NewCustomer {
     pub description: Option<String>,
     /// Metadata to set.
     pub metadata: Option<MetadataUpdate>,
+    /// `test_clock` (create only): the customer lives on that clock's time.
+    pub test_clock: Option<String>,
+    /// `balance`: starting customer balance in cents (negative = credit).
+    pub balance: Option<i64>,
 }
 
 /// Parameters of `POST /v1/checkout/sessions` (subscription mode).
@@ -85,7 +89,7 @@ pub struct SubscriptionUpdate {
     pub pause_collection: Option<Option<(String, Option<i64>)>>,
     /// `items[n]`: (item id, new price, new quantity).
     pub items: Vec<(Option<String>, Option<String>, Option<i64>)>,
-    /// `proration_behavior`; accepted, prorations are not simulated.
+    /// `proration_behavior`: `create_prorations` (default), `always_invoice`, `none`.
     pub proration_behavior: Option<String>,
     /// `metadata`.
     pub metadata: Option<MetadataUpdate>,
@@ -97,7 +101,7 @@ pub struct SubscriptionUpdate {
 
 /// Result of one charge attempt against the subscription's card.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Charge {
+pub(crate) enum Charge {
     Succeeded,
     Declined,
     NeedsAuthentication,
@@ -130,11 +134,31 @@ pub(crate) fn add_interval(t: i64, interval: &str, count: i64) -> i64 {
 impl State {
     // ---------------------------------------------------------------- customers
 
-    /// `POST /v1/customers`; emits `customer.created`.
-    pub fn create_customer(&mut self, p: NewCustomer) -> String {
+    /// `POST /v1/customers`; emits `customer.created`. A test clock holds at most three
+    /// customers, as on Stripe.
+    pub fn create_customer(&mut self, p: NewCustomer) -> Result<String, StripeError> {
+        let created = match &p.test_clock {
+            Some(clock) => {
+                let Some(c) = self.test_clocks.get(clock) else {
+                    return Err(StripeError::missing("test_clock", clock, "test_clock"));
+                };
+                let on_clock = self
+                    .customers
+                    .values()
+                    .filter(|c| c.test_clock.as_deref() == Some(clock.as_str()))
+                    .count();
+                if on_clock >= 3 {
+                    return Err(StripeError::invalid_param(
+                        "test_clock",
+                        "You can only have 3 customers on a test clock.",
+                    ));
+                }
+                c.frozen_time
+            }
+            None => self.now(),
+        };
         let id = new_id("cus_");
         let seq = self.next_seq();
-        let created = self.now();
         self.customers.insert(
             id.clone(),
             Customer {
@@ -147,11 +171,13 @@ impl State {
                 metadata: p.metadata.map(MetadataUpdate::into_map).unwrap_or_default(),
                 default_payment_method: None,
                 fail_next_renewal: false,
+                balance: p.balance.unwrap_or(0),
+                test_clock: p.test_clock,
             },
         );
         let obj = self.render_customer(&id);
         self.emit("customer.created", created, obj, None);
-        id
+        Ok(id)
     }
 
     /// `POST /v1/customers/{id}`; emits `customer.updated` when something changed.
@@ -182,6 +208,9 @@ impl State {
         if let Some(d) = p.description {
             c.description = Some(d).filter(|s| !s.is_empty());
         }
+        if let Some(b) = p.balance {
+            c.balance = b;
+        }
         if let Some(m) = p.metadata {
             m.apply(&mut c.metadata);
         }
@@ -200,7 +229,7 @@ impl State {
         Ok(())
     }
 
-    fn check_payment_method(
+    pub(crate) fn check_payment_method(
         &self,
         customer: &str,
         pm: &str,
@@ -245,7 +274,7 @@ impl State {
         Ok(())
     }
 
-    fn new_payment_method(&mut self, customer: &str, card: TestCard) -> String {
+    pub(crate) fn new_payment_method(&mut self, customer: &str, card: TestCard) -> String {
         let id = new_id("pm_");
         let created = self.time_for_customer(customer);
         self.payment_methods.insert(
@@ -255,12 +284,13 @@ impl State {
                 created,
                 customer: Some(customer.to_string()),
                 card,
+                brand: "visa",
             },
         );
         id
     }
 
-    fn set_default_payment_method(&mut self, customer: &str, pm: Option<String>) {
+    pub(crate) fn set_default_payment_method(&mut self, customer: &str, pm: Option<String>) {
         let now = self.time_for_customer(customer);
         let before = self.render_customer(customer);
         if let Some(c) = self.customers.get_mut(customer) {
@@ -290,7 +320,7 @@ impl State {
 
     /// A new card pays what is waiting: open invoices of `past_due`, `unpaid` and
     /// `incomplete` subscriptions are retried immediately, as Stripe does on a card update.
-    fn retry_after_card_change(&mut self, customer: &str) {
+    pub(crate) fn retry_after_card_change(&mut self, customer: &str) {
         let waiting: Vec<String> = self
             .subscriptions
             .values()
@@ -302,7 +332,7 @@ impl State {
             .filter(|inv| self.invoices.get(inv).is_some_and(|i| i.status == "open"))
             .collect();
         for inv in waiting {
-            self.attempt_payment(&inv);
+            let _ = self.attempt_payment(&inv);
         }
     }
 
@@ -423,7 +453,7 @@ impl State {
             None => self.create_customer(NewCustomer {
                 email: cs.customer_email.clone(),
                 ..NewCustomer::default()
-            }),
+            })?,
         };
         let now = self.time_for_customer(&customer);
         let pm = card.map(|c| self.new_payment_method(&customer, c));
@@ -474,6 +504,7 @@ impl State {
             currency: price.currency.clone(),
             metadata: cs.subscription_metadata.clone(),
             fail_next_renewal: false,
+            trial_will_end_sent: false,
         };
         self.subscriptions.insert(sub_id.clone(), sub);
         let obj = self.render_subscription(&sub_id);
@@ -486,7 +517,7 @@ impl State {
         let obj = self.render_invoice(&inv);
         self.emit("invoice.created", now, obj, None);
         self.finalize(&inv);
-        self.attempt_payment(&inv);
+        let _ = self.attempt_payment(&inv);
 
         if let Some(cs) = self.checkout_sessions.get_mut(session_id) {
             cs.customer = Some(customer);
@@ -518,7 +549,7 @@ impl State {
             }
         }
         if let Some(inv) = sub.latest_invoice {
-            self.attempt_payment(&inv);
+            let _ = self.attempt_payment(&inv);
         }
         self.finish_checkout_if_paid(session_id, sub_id)
     }
@@ -578,7 +609,10 @@ impl State {
     }
 
     pub(crate) fn expire_checkout(&mut self, id: &str) {
-        let now = self.now();
+        let now = match self.checkout_sessions.get(id).and_then(|c| c.customer.clone()) {
+            Some(c) => self.time_for_customer(&c),
+            None => self.now(),
+        };
         if let Some(cs) = self.checkout_sessions.get_mut(id) {
             cs.status = "expired".into();
         } else {
@@ -613,84 +647,77 @@ impl State {
 
     // ---------------------------------------------------------------- invoices
 
-    /// Creates a draft invoice for the subscription's items over their current period.
-    fn new_invoice(
+    /// Creates a draft invoice for the subscription's items over their current period,
+    /// taking in the customer's pending invoice items (prorations) as Stripe does.
+    pub(crate) fn new_invoice(
         &mut self,
         sub_id: &str,
         billing_reason: &str,
-        (period_start, period_end): (i64, i64),
+        period: (i64, i64),
         free: bool,
     ) -> String {
         let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
             return String::new();
         };
-        let now = self.time_for_customer(&sub.customer);
-        let lines: Vec<InvoiceLine> = sub
-            .items
-            .iter()
-            .map(|item| {
-                let unit = self.prices.get(&item.price).map_or(0, |p| p.unit_amount);
-                InvoiceLine {
-                    id: new_id("il_"),
-                    price: item.price.clone(),
-                    quantity: item.quantity,
-                    amount: if free { 0 } else { unit * item.quantity },
-                    period_start: item.current_period_start,
-                    period_end: item.current_period_end,
-                    subscription_item: item.id.clone(),
-                }
-            })
-            .collect();
-        let total: i64 = lines.iter().map(|l| l.amount).sum();
         let id = new_id("in_");
-        let seq = self.next_seq();
-        self.invoices.insert(
-            id.clone(),
-            Invoice {
-                id: id.clone(),
-                seq,
-                created: now,
-                customer: sub.customer.clone(),
-                subscription: sub.id.clone(),
-                subscription_metadata: sub.metadata.clone(),
-                status: "draft".into(),
-                billing_reason: billing_reason.into(),
-                currency: sub.currency.clone(),
-                amount_due: total,
-                amount_paid: 0,
-                attempt_count: 0,
-                attempted: false,
-                next_payment_attempt: None,
-                first_failed_at: None,
-                automatically_finalizes_at: None,
-                period_start,
-                period_end,
-                lines,
-                number: None,
-                finalized_at: None,
-                paid_at: None,
-                voided_at: None,
-                marked_uncollectible_at: None,
-            },
-        );
-        id
+        let mut lines = self.take_pending_items(&sub.customer, Some(sub_id), &id);
+        lines.extend(sub.items.iter().map(|item| {
+            let unit = self.prices.get(&item.price).map_or(0, |p| p.unit_amount);
+            InvoiceLine {
+                id: new_id("il_"),
+                price: Some(item.price.clone()),
+                quantity: item.quantity,
+                amount: if free { 0 } else { unit * item.quantity },
+                period_start: item.current_period_start,
+                period_end: item.current_period_end,
+                subscription_item: Some(item.id.clone()),
+                invoice_item: None,
+                description: None,
+                proration: false,
+            }
+        }));
+        self.insert_invoice(
+            id,
+            &sub.customer,
+            Some(&sub),
+            billing_reason,
+            lines,
+            period,
+        )
     }
 
-    /// draft → open; emits `invoice.finalized`.
-    fn finalize(&mut self, inv_id: &str) {
+    /// draft → open; emits `invoice.finalized`. The customer balance is applied here, as
+    /// on Stripe: a credit (negative balance) lowers `amount_due`, and a negative total
+    /// (a downgrade's credit) goes to the balance, so the invoice has nothing to collect.
+    pub(crate) fn finalize(&mut self, inv_id: &str) {
         let number = self.next_invoice_number();
-        let Some(inv) = self.invoices.get(inv_id) else {
+        let Some(inv) = self.invoices.get(inv_id).cloned() else {
             return;
         };
-        let now = self.time_for_customer(&inv.customer.clone());
+        let now = self.time_for_customer(&inv.customer);
+        let starting = self.customers.get(&inv.customer).map_or(0, |c| c.balance);
+        let owed = inv.total + starting;
+        let (amount_due, ending) = if owed >= 0 { (owed, 0) } else { (0, owed) };
+        let customer_before = self.render_customer(&inv.customer);
+        if let Some(c) = self.customers.get_mut(&inv.customer) {
+            c.balance = ending;
+        }
         if let Some(inv) = self.invoices.get_mut(inv_id) {
             inv.status = "open".into();
             inv.number = Some(number);
             inv.finalized_at = Some(now);
             inv.automatically_finalizes_at = None;
+            inv.starting_balance = starting;
+            inv.ending_balance = Some(ending);
+            inv.amount_due = amount_due;
         }
         let obj = self.render_invoice(inv_id);
         self.emit("invoice.finalized", now, obj, None);
+        if starting != ending {
+            let after = self.render_customer(&inv.customer);
+            let prev = diff(&customer_before, &after);
+            self.emit("customer.updated", now, after, prev);
+        }
     }
 
     /// A renewal invoice's hour as a draft is over: finalize it and collect — unless
@@ -703,7 +730,11 @@ impl State {
             return;
         }
         let now = self.time_for_customer(&inv.customer);
-        let sub = self.subscriptions.get(&inv.subscription).cloned();
+        let sub = inv
+            .subscription
+            .as_ref()
+            .and_then(|s| self.subscriptions.get(s))
+            .cloned();
         if let Some(pause) = sub.as_ref().and_then(|s| s.pause_collection.clone()) {
             match pause.behavior.as_str() {
                 "mark_uncollectible" => {
@@ -733,10 +764,10 @@ impl State {
             // Stripe stops collecting for unpaid subscriptions; the invoice just stays open.
             return;
         }
-        self.attempt_payment(inv_id);
+        let _ = self.attempt_payment(inv_id);
     }
 
-    fn void_invoice(&mut self, inv_id: &str) {
+    pub(crate) fn void_invoice(&mut self, inv_id: &str) {
         let Some(inv) = self.invoices.get_mut(inv_id) else {
             return;
         };
@@ -751,18 +782,34 @@ impl State {
         self.emit("invoice.voided", now, obj, None);
     }
 
-    fn charge(&mut self, sub_id: &str, renewal_first_attempt: bool) -> Charge {
-        let Some(sub) = self.subscriptions.get(sub_id).cloned() else {
-            return Charge::NoPaymentMethod;
-        };
-        if renewal_first_attempt {
+    /// The payment method an invoice is charged with: the invoice's own, else its
+    /// subscription's default, else the customer's `invoice_settings.default_payment_method`.
+    pub(crate) fn payment_method_for(&self, inv: &Invoice) -> Option<String> {
+        let sub = inv.subscription.as_ref().and_then(|s| self.subscriptions.get(s));
+        inv.default_payment_method
+            .clone()
+            .or_else(|| sub.and_then(|s| s.default_payment_method.clone()))
+            .or_else(|| {
+                self.customers
+                    .get(&inv.customer)
+                    .and_then(|c| c.default_payment_method.clone())
+            })
+    }
+
+    fn charge(&mut self, inv: &Invoice, renewal_first_attempt: bool) -> Charge {
+        let sub = inv
+            .subscription
+            .as_ref()
+            .and_then(|s| self.subscriptions.get(s))
+            .cloned();
+        if renewal_first_attempt && let Some(sub) = &sub {
             let forced_sub = sub.fail_next_renewal;
             let forced_cus = self
                 .customers
                 .get(&sub.customer)
                 .is_some_and(|c| c.fail_next_renewal);
             if forced_sub || forced_cus {
-                if let Some(s) = self.subscriptions.get_mut(sub_id) {
+                if let Some(s) = self.subscriptions.get_mut(&sub.id) {
                     s.fail_next_renewal = false;
                 }
                 if let Some(c) = self.customers.get_mut(&sub.customer) {
@@ -771,15 +818,12 @@ impl State {
                 return Charge::Declined;
             }
         }
-        let pm = sub.default_payment_method.clone().or_else(|| {
-            self.customers
-                .get(&sub.customer)
-                .and_then(|c| c.default_payment_method.clone())
-        });
-        match pm
-            .and_then(|p| self.payment_methods.get(&p))
-            .map(|p| p.card)
-        {
+        self.charge_outcome(self.payment_method_for(inv).as_deref())
+    }
+
+    /// What charging a payment method would do (no state change).
+    pub(crate) fn charge_outcome(&self, pm: Option<&str>) -> Charge {
+        match pm.and_then(|p| self.payment_methods.get(p)).map(|p| p.card) {
             None => Charge::NoPaymentMethod,
             Some(TestCard::Visa) => Charge::Succeeded,
             Some(TestCard::ChargeCustomerFail | TestCard::Declined) => Charge::Declined,
@@ -790,21 +834,22 @@ impl State {
     /// One payment attempt on an open invoice, with everything that follows from it:
     /// paid → subscription active again; failed → retry schedule, `past_due`, and when
     /// retries run out `canceled` or `unpaid`.
-    pub(crate) fn attempt_payment(&mut self, inv_id: &str) {
-        let Some(inv) = self.invoices.get(inv_id).cloned() else {
-            return;
-        };
+    ///
+    /// Returns the outcome (`None` if the invoice is not open), for `POST /v1/invoices/{id}/pay`.
+    pub(crate) fn attempt_payment(&mut self, inv_id: &str) -> Option<Charge> {
+        let inv = self.invoices.get(inv_id).cloned()?;
         if inv.status != "open" {
-            return;
+            return None;
         }
         let now = self.time_for_customer(&inv.customer);
-        let sub_id = inv.subscription.clone();
+        // A manual invoice has no subscription: "" names none in the lookups below.
+        let sub_id = inv.subscription.clone().unwrap_or_default();
         let outcome = if inv.amount_due == 0 {
             Charge::Succeeded
         } else {
             let first_renewal_try =
                 inv.billing_reason == "subscription_cycle" && inv.attempt_count == 0;
-            self.charge(&sub_id, first_renewal_try)
+            self.charge(&inv, first_renewal_try)
         };
         if let Some(i) = self.invoices.get_mut(inv_id)
             && i.amount_due > 0
@@ -838,11 +883,11 @@ impl State {
                 let prev = diff(&sub_before, &after);
                 self.emit("customer.subscription.updated", now, after, prev);
             }
-            return;
+            return Some(outcome);
         }
 
         let needs_auth = outcome == Charge::NeedsAuthentication;
-        if sub_status == "incomplete" {
+        if sub_status == "incomplete" || inv.subscription.is_none() {
             // The first invoice is not retried on a schedule; it waits 23 hours for the
             // customer, then the subscription expires.
             let obj = self.render_invoice(inv_id);
@@ -851,7 +896,7 @@ impl State {
             } else {
                 self.emit("invoice.payment_failed", now, obj, None);
             }
-            return;
+            return Some(outcome);
         }
 
         let (attempts, first_failed) = match self.invoices.get_mut(inv_id) {
@@ -859,7 +904,7 @@ impl State {
                 let first = *i.first_failed_at.get_or_insert(now);
                 (i.attempt_count, first)
             }
-            None => return,
+            None => return Some(outcome),
         };
         let next = usize::try_from(attempts - 1)
             .ok()
@@ -883,7 +928,7 @@ impl State {
                 let prev = diff(&sub_before, &after);
                 self.emit("customer.subscription.updated", now, after, prev);
             }
-            return;
+            return Some(outcome);
         }
         match self.settings.after_retries {
             super::AfterRetries::Cancel => self.end_subscription(&sub_id, "payment_failed"),
@@ -898,6 +943,7 @@ impl State {
                 }
             }
         }
+        Some(outcome)
     }
 
     // ---------------------------------------------------------------- subscriptions
@@ -996,7 +1042,7 @@ impl State {
         for inv in self
             .invoices
             .values_mut()
-            .filter(|i| i.subscription == sub_id)
+            .filter(|i| i.subscription.as_deref() == Some(sub_id))
         {
             inv.next_payment_attempt = None;
             inv.automatically_finalizes_at = None;
@@ -1128,7 +1174,7 @@ impl State {
             self.check_payment_method(&sub.customer, pm, "default_payment_method")?;
         }
         if let Some(Some(t)) = u.trial_end
-            && t <= self.now()
+            && t <= self.time_for_customer(&sub.customer)
         {
             return Err(StripeError::invalid_param(
                 "trial_end",
@@ -1165,14 +1211,54 @@ impl State {
                 resumes_at,
             });
         }
+        // (item, old price, old quantity, new price, new quantity) of every real change.
+        let mut changes: Vec<(String, String, i64, String, i64)> = Vec::new();
+        let old_period = (s.period_start(), s.period_end());
+        let mut interval_changed = false;
+        let prorating = matches!(s.status.as_str(), "active" | "past_due");
         for (item_id, price, quantity) in &u.items {
             if let Some(item) = s.items.iter_mut().find(|i| Some(&i.id) == item_id.as_ref()) {
+                let (old_price, old_q) = (item.price.clone(), item.quantity);
                 if let Some(p) = price {
                     item.price = p.clone();
                 }
                 if let Some(q) = quantity {
                     item.quantity = (*q).max(1);
                 }
+                if (item.price.clone(), item.quantity) != (old_price.clone(), old_q) {
+                    let interval = |id: &str| {
+                        self.prices
+                            .get(id)
+                            .map(|p| (p.interval.clone(), p.interval_count))
+                    };
+                    if interval(&old_price) != interval(&item.price) {
+                        interval_changed = true;
+                    }
+                    changes.push((
+                        item.id.clone(),
+                        old_price,
+                        old_q,
+                        item.price.clone(),
+                        item.quantity,
+                    ));
+                }
+            }
+        }
+        if interval_changed && prorating {
+            // A new billing interval restarts the billing cycle now, as on Stripe.
+            s.billing_cycle_anchor = now;
+            for item in &mut s.items {
+                let (interval, count) = self
+                    .prices
+                    .get(&item.price)
+                    .map_or(("month".to_string(), 1), |p| {
+                        (p.interval.clone(), p.interval_count)
+                    });
+                item.current_period_start = now;
+                item.current_period_end = add_interval(now, &interval, count);
+            }
+            if s.cancel_at_period_end {
+                s.cancel_at = Some(s.period_end());
             }
         }
         if let Some(m) = &u.metadata {
@@ -1200,6 +1286,13 @@ impl State {
         if let Some(prev) = diff(&before, &after) {
             self.emit("customer.subscription.updated", now, after, Some(prev));
         }
+        if !changes.is_empty() && prorating {
+            let behavior = u
+                .proration_behavior
+                .as_deref()
+                .unwrap_or("create_prorations");
+            self.prorate_price_change(sub_id, &changes, behavior, old_period, interval_changed);
+        }
         if end_trial_now {
             self.end_trial_now(sub_id)?;
         }
@@ -1208,7 +1301,10 @@ impl State {
 
     /// Ends a trial at once, as `trial_end=now` does: the subscription renews now.
     pub fn end_trial_now(&mut self, sub_id: &str) -> Result<(), StripeError> {
-        let now = self.now();
+        let now = match self.customer_of(sub_id) {
+            Some(c) => self.time_for_customer(&c),
+            None => self.now(),
+        };
         let Some(s) = self.subscriptions.get_mut(sub_id) else {
             return Err(StripeError::missing("subscription", sub_id, "id"));
         };
@@ -1271,7 +1367,7 @@ impl State {
         let obj = self.render_invoice(&inv);
         self.emit("invoice.created", now, obj, None);
         self.finalize(&inv);
-        self.attempt_payment(&inv);
+        let _ = self.attempt_payment(&inv);
         Ok(())
     }
 

@@ -7,14 +7,20 @@
 //! test clocks can later replace the single simulated clock without touching transitions.
 
 mod billing;
+mod clocks;
+mod invoicing;
+mod payment_methods;
 mod render;
 mod schedule;
+mod subscribe;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 pub use billing::{CheckoutOutcome, NewCheckout, NewCustomer, SubscriptionUpdate};
+pub use invoicing::{NewInvoice, NewInvoiceItem};
+pub use subscribe::{NewPrice, NewSubscription};
 pub use render::expand;
 pub use schedule::Due;
 
@@ -57,16 +63,21 @@ impl TestCard {
     /// Parses a form/control name or a Stripe test payment-method id.
     pub fn parse(s: &str) -> Option<TestCard> {
         match s {
-            "visa" | "pm_card_visa" | "pm_card_mastercard" | "tok_visa" => Some(TestCard::Visa),
-            "charge_customer_fail" | "pm_card_chargeCustomerFail" => {
+            "visa" | "pm_card_visa" | "pm_card_mastercard" | "tok_visa" | "tok_mastercard"
+            | "mastercard" => Some(TestCard::Visa),
+            "charge_customer_fail" | "pm_card_chargeCustomerFail" | "tok_chargeCustomerFail" => {
                 Some(TestCard::ChargeCustomerFail)
             }
             "authentication_required"
             | "pm_card_authenticationRequired"
-            | "pm_card_threeDSecure2Required" => Some(TestCard::AuthenticationRequired),
-            "declined" | "pm_card_chargeDeclined" | "pm_card_visa_chargeDeclined" => {
-                Some(TestCard::Declined)
-            }
+            | "pm_card_threeDSecure2Required"
+            | "tok_threeDSecure2Required"
+            | "tok_authenticationRequired" => Some(TestCard::AuthenticationRequired),
+            "declined"
+            | "pm_card_chargeDeclined"
+            | "pm_card_visa_chargeDeclined"
+            | "tok_chargeDeclined"
+            | "tok_visa_chargeDeclined" => Some(TestCard::Declined),
             _ => None,
         }
     }
@@ -78,6 +89,15 @@ impl TestCard {
             TestCard::ChargeCustomerFail => "Visa 0341 — attaches, charges fail",
             TestCard::AuthenticationRequired => "Visa 3184 — needs 3-D Secure (never given)",
             TestCard::Declined => "Visa 0002 — declined",
+        }
+    }
+
+    /// The card brand a test id or token names (`mastercard` for the Mastercard ones).
+    pub(crate) fn brand_of(name: &str) -> &'static str {
+        if name.contains("mastercard") {
+            "mastercard"
+        } else {
+            "visa"
         }
     }
 
@@ -101,7 +121,9 @@ pub enum AfterRetries {
     Unpaid,
 }
 
-/// A product and recurring price seeded at start.
+/// A product and recurring price seeded at start. In a plans file (JSON: an array of
+/// these, or `{"plans": [...]}`) `lookup_key`, `currency` (`usd`) and `interval_count`
+/// (1) may be left out.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PlanSeed {
     /// Product id (`prod_...`).
@@ -110,19 +132,50 @@ pub struct PlanSeed {
     pub product_name: String,
     /// Price id (`price_...`).
     pub price_id: String,
-    /// Lookup key of the price.
+    /// Lookup key of the price (empty: none).
+    #[serde(default)]
     pub lookup_key: String,
     /// Amount in the smallest currency unit.
     pub unit_amount: i64,
     /// Lower-case ISO currency.
+    #[serde(default = "default_currency")]
     pub currency: String,
     /// `day`, `week`, `month` or `year`.
     pub interval: String,
     /// Number of intervals per period.
+    #[serde(default = "one")]
     pub interval_count: i64,
 }
 
+fn default_currency() -> String {
+    "usd".into()
+}
+
+fn one() -> i64 {
+    1
+}
+
 impl PlanSeed {
+    /// Reads extra plans from a JSON file: an array of plans or `{"plans": [...]}`.
+    pub fn load(path: &std::path::Path) -> std::io::Result<Vec<PlanSeed>> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum File {
+            List(Vec<PlanSeed>),
+            Wrapped { plans: Vec<PlanSeed> },
+        }
+        let text = std::fs::read_to_string(path)?;
+        let file: File = serde_json::from_str(&text).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        Ok(match file {
+            File::List(p) | File::Wrapped { plans: p } => p,
+        })
+    }
+
     /// The two plans of My Smart Road: weekly 25 USD and monthly 79 USD.
     pub fn defaults() -> Vec<PlanSeed> {
         vec![
@@ -182,6 +235,45 @@ pub struct Customer {
     pub(crate) default_payment_method: Option<String>,
     /// Renewals of this customer's subscriptions fail once, as if the card had been declined.
     pub(crate) fail_next_renewal: bool,
+    /// Stripe's customer balance in cents: negative is credit the next invoices use.
+    pub(crate) balance: i64,
+    /// The test clock whose time this customer (and everything of theirs) lives on.
+    pub(crate) test_clock: Option<String>,
+}
+
+/// A test clock (`/v1/test_helpers/test_clocks`): a frozen time its customers live on.
+#[derive(Debug, Clone)]
+pub struct TestClock {
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    pub(crate) created: i64,
+    pub(crate) name: Option<String>,
+    pub(crate) frozen_time: i64,
+    pub(crate) status: String,
+    /// While advancing: the target (`status_details.advancing.target_frozen_time`).
+    pub(crate) target: Option<i64>,
+}
+
+/// A pending (or invoiced) invoice item: a proration or a one-off charge/credit.
+#[derive(Debug, Clone)]
+pub struct InvoiceItem {
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    pub(crate) created: i64,
+    pub(crate) customer: String,
+    pub(crate) amount: i64,
+    pub(crate) currency: String,
+    pub(crate) description: Option<String>,
+    pub(crate) price: Option<String>,
+    pub(crate) quantity: i64,
+    pub(crate) period_start: i64,
+    pub(crate) period_end: i64,
+    pub(crate) proration: bool,
+    pub(crate) subscription: Option<String>,
+    pub(crate) subscription_item: Option<String>,
+    /// The invoice that took it; `None` while pending.
+    pub(crate) invoice: Option<String>,
+    pub(crate) metadata: BTreeMap<String, String>,
 }
 
 /// A card payment method attached to a customer.
@@ -191,6 +283,8 @@ pub struct PaymentMethod {
     pub(crate) created: i64,
     pub(crate) customer: Option<String>,
     pub(crate) card: TestCard,
+    /// `visa` or `mastercard` (behaviour comes from `card`).
+    pub(crate) brand: &'static str,
 }
 
 /// A product.
@@ -200,6 +294,9 @@ pub struct Product {
     pub(crate) seq: u64,
     pub(crate) created: i64,
     pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) active: bool,
+    pub(crate) metadata: BTreeMap<String, String>,
 }
 
 /// A recurring price.
@@ -215,6 +312,8 @@ pub struct Price {
     pub(crate) interval_count: i64,
     pub(crate) lookup_key: Option<String>,
     pub(crate) active: bool,
+    pub(crate) nickname: Option<String>,
+    pub(crate) metadata: BTreeMap<String, String>,
 }
 
 /// A Checkout Session (subscription mode only).
@@ -294,6 +393,8 @@ pub struct Subscription {
     pub(crate) currency: String,
     pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) fail_next_renewal: bool,
+    /// `customer.subscription.trial_will_end` was sent for the current trial.
+    pub(crate) trial_will_end_sent: bool,
 }
 
 impl Subscription {
@@ -320,28 +421,40 @@ impl Subscription {
 #[derive(Debug, Clone)]
 pub struct InvoiceLine {
     pub(crate) id: String,
-    pub(crate) price: String,
+    pub(crate) price: Option<String>,
     pub(crate) quantity: i64,
     pub(crate) amount: i64,
     pub(crate) period_start: i64,
     pub(crate) period_end: i64,
-    pub(crate) subscription_item: String,
+    pub(crate) subscription_item: Option<String>,
+    /// Set for lines that come from an invoice item (prorations, one-off items).
+    pub(crate) invoice_item: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) proration: bool,
 }
 
-/// An invoice generated by a subscription.
+/// An invoice: of a subscription, or a manual one (`subscription: None`).
 #[derive(Debug, Clone)]
 pub struct Invoice {
     pub(crate) id: String,
     pub(crate) seq: u64,
     pub(crate) created: i64,
     pub(crate) customer: String,
-    pub(crate) subscription: String,
+    pub(crate) subscription: Option<String>,
     pub(crate) subscription_metadata: BTreeMap<String, String>,
     pub(crate) status: String,
     pub(crate) billing_reason: String,
     pub(crate) currency: String,
+    /// Sum of the lines (negative for a downgrade's credit).
+    pub(crate) total: i64,
     pub(crate) amount_due: i64,
     pub(crate) amount_paid: i64,
+    /// Customer balance applied at finalization (`starting_balance` / `ending_balance`).
+    pub(crate) starting_balance: i64,
+    pub(crate) ending_balance: Option<i64>,
+    pub(crate) auto_advance: bool,
+    pub(crate) description: Option<String>,
+    pub(crate) metadata: BTreeMap<String, String>,
     pub(crate) attempt_count: i64,
     pub(crate) attempted: bool,
     pub(crate) next_payment_attempt: Option<i64>,
@@ -355,6 +468,8 @@ pub struct Invoice {
     pub(crate) paid_at: Option<i64>,
     pub(crate) voided_at: Option<i64>,
     pub(crate) marked_uncollectible_at: Option<i64>,
+    /// Invoice-level payment method (`pay` with `payment_method` sets it).
+    pub(crate) default_payment_method: Option<String>,
 }
 
 /// The API request that caused the events being emitted (Stripe reports it on each event).
@@ -384,6 +499,10 @@ pub struct State {
     pub(crate) portal_sessions: BTreeMap<String, PortalSession>,
     pub(crate) subscriptions: BTreeMap<String, Subscription>,
     pub(crate) invoices: BTreeMap<String, Invoice>,
+    pub(crate) invoice_items: BTreeMap<String, InvoiceItem>,
+    pub(crate) test_clocks: BTreeMap<String, TestClock>,
+    /// Ids of deleted customers, so retrieving one answers `{deleted: true}` as Stripe does.
+    pub(crate) deleted_customers: std::collections::BTreeSet<String>,
     /// Every event ever emitted, oldest first.
     pub(crate) events: Vec<Value>,
     /// Events emitted by the current operation, not yet handed to delivery.
@@ -422,6 +541,9 @@ impl State {
             portal_sessions: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             invoices: BTreeMap::new(),
+            invoice_items: BTreeMap::new(),
+            test_clocks: BTreeMap::new(),
+            deleted_customers: std::collections::BTreeSet::new(),
             events: Vec::new(),
             outbox: Vec::new(),
             request: RequestInfo::default(),
@@ -437,6 +559,9 @@ impl State {
                         seq,
                         created: now,
                         name: plan.product_name.clone(),
+                        description: None,
+                        active: true,
+                        metadata: BTreeMap::new(),
                     },
                 );
             }
@@ -452,8 +577,10 @@ impl State {
                     currency: plan.currency.clone(),
                     interval: plan.interval.clone(),
                     interval_count: plan.interval_count.max(1),
-                    lookup_key: Some(plan.lookup_key.clone()),
+                    lookup_key: Some(plan.lookup_key.clone()).filter(|k| !k.is_empty()),
                     active: true,
+                    nickname: None,
+                    metadata: BTreeMap::new(),
                 },
             );
         }
@@ -466,10 +593,21 @@ impl State {
             .unwrap_or_else(|| wall_clock() + self.clock_offset)
     }
 
-    /// The time that governs objects of `customer`. One clock for everyone today; this
-    /// is the single place where per-customer test clocks will slot in.
-    pub(crate) fn time_for_customer(&self, _customer: &str) -> i64 {
-        self.now()
+    /// The time that governs objects of `customer`: its test clock's frozen time, or the
+    /// simulator's clock for customers without one.
+    pub(crate) fn time_for_customer(&self, customer: &str) -> i64 {
+        match self.clock_of_customer(customer) {
+            Some(clock) => self
+                .test_clocks
+                .get(&clock)
+                .map_or_else(|| self.now(), |c| c.frozen_time),
+            None => self.now(),
+        }
+    }
+
+    /// The test clock a customer lives on, if any.
+    pub(crate) fn clock_of_customer(&self, customer: &str) -> Option<String> {
+        self.customers.get(customer).and_then(|c| c.test_clock.clone())
     }
 
     pub(crate) fn next_seq(&mut self) -> u64 {

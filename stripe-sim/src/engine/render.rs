@@ -80,6 +80,10 @@ impl State {
             self.render_payment_method(id)
         } else if id.starts_with("bps_") {
             self.render_portal(id)
+        } else if id.starts_with("ii_") {
+            self.render_invoice_item(id)
+        } else if id.starts_with("clock_") {
+            self.render_test_clock(id)
         } else {
             Value::Null
         };
@@ -89,6 +93,9 @@ impl State {
     /// A customer (`Value::Null` if unknown).
     pub fn render_customer(&self, id: &str) -> Value {
         let Some(c) = self.customers.get(id) else {
+            if self.deleted_customers.contains(id) {
+                return json!({"id": id, "object": "customer", "deleted": true});
+            }
             return Value::Null;
         };
         let delinquent = self
@@ -99,7 +106,7 @@ impl State {
             "id": c.id,
             "object": "customer",
             "address": null,
-            "balance": 0,
+            "balance": c.balance,
             "created": c.created,
             "currency": self.subscriptions.values().find(|s| s.customer == id).map(|s| s.currency.clone()),
             "default_source": null,
@@ -122,7 +129,7 @@ impl State {
             "preferred_locales": [],
             "shipping": null,
             "tax_exempt": "none",
-            "test_clock": null,
+            "test_clock": c.test_clock,
         })
     }
 
@@ -137,13 +144,14 @@ impl State {
             "allow_redisplay": "unspecified",
             "billing_details": {"address": null, "email": null, "name": null, "phone": null, "tax_id": null},
             "card": {
-                "brand": "visa",
+                "brand": pm.brand,
+                "checks": {"address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass"},
                 "country": "US",
-                "display_brand": "visa",
+                "display_brand": pm.brand,
                 "exp_month": 12,
                 "exp_year": 2034,
                 "funding": "credit",
-                "last4": pm.card.last4(),
+                "last4": if pm.brand == "mastercard" && pm.card == super::TestCard::Visa { "4444" } else { pm.card.last4() },
                 "wallet": null,
             },
             "created": pm.created,
@@ -167,14 +175,14 @@ impl State {
         json!({
             "id": p.id,
             "object": "product",
-            "active": true,
+            "active": p.active,
             "created": p.created,
             "default_price": default_price,
-            "description": null,
+            "description": p.description,
             "images": [],
             "livemode": false,
             "marketing_features": [],
-            "metadata": {},
+            "metadata": metadata(&p.metadata),
             "name": p.name,
             "package_dimensions": null,
             "shippable": null,
@@ -202,20 +210,21 @@ impl State {
             "custom_unit_amount": null,
             "livemode": false,
             "lookup_key": p.lookup_key,
-            "metadata": {},
-            "nickname": null,
+            "metadata": metadata(&p.metadata),
+            "nickname": p.nickname,
             "product": p.product,
-            "recurring": {
+            // One-time prices are stored with an empty interval.
+            "recurring": if p.interval.is_empty() { Value::Null } else { json!({
                 "interval": p.interval,
                 "interval_count": p.interval_count,
                 "meter": null,
                 "trial_period_days": null,
                 "usage_type": "licensed",
-            },
+            }) },
             "tax_behavior": "unspecified",
             "tiers_mode": null,
             "transform_quantity": null,
-            "type": "recurring",
+            "type": if p.interval.is_empty() { "one_time" } else { "recurring" },
             "unit_amount": p.unit_amount,
             "unit_amount_decimal": p.unit_amount.to_string(),
         })
@@ -335,7 +344,7 @@ impl State {
             "schedule": null,
             "start_date": s.start_date,
             "status": s.status,
-            "test_clock": null,
+            "test_clock": self.clock_of_customer(&s.customer),
             "transfer_data": null,
             "trial_end": s.trial_end,
             "trial_settings": {"end_behavior": {"missing_payment_method": s.missing_payment_method}},
@@ -353,43 +362,60 @@ impl State {
             .lines
             .iter()
             .map(|l| {
-                let price = self.prices.get(&l.price);
+                let price = l.price.as_ref().and_then(|p| self.prices.get(p));
                 let product = price.map(|p| p.product.clone()).unwrap_or_default();
                 let name = self
                     .products
                     .get(&product)
                     .map(|p| p.name.clone())
                     .unwrap_or_default();
-                json!({
-                    "id": l.id,
-                    "object": "line_item",
-                    "amount": l.amount,
-                    "currency": inv.currency,
-                    "description": format!("{} × {}", l.quantity, name),
-                    "discount_amounts": [],
-                    "discountable": true,
-                    "discounts": [],
-                    "invoice": inv.id,
-                    "livemode": false,
-                    "metadata": {},
-                    "parent": {
+                let parent = match (&l.invoice_item, &l.subscription_item) {
+                    (Some(ii), _) => json!({
+                        "invoice_item_details": {
+                            "invoice_item": ii,
+                            "proration": l.proration,
+                            "proration_details": {"credited_items": null},
+                            "subscription": inv.subscription,
+                        },
+                        "subscription_item_details": null,
+                        "type": "invoice_item_details",
+                    }),
+                    (None, Some(si)) => json!({
                         "invoice_item_details": null,
                         "subscription_item_details": {
                             "invoice_item": null,
                             "proration": false,
                             "proration_details": {"credited_items": null},
                             "subscription": inv.subscription,
-                            "subscription_item": l.subscription_item,
+                            "subscription_item": si,
                         },
                         "type": "subscription_item_details",
-                    },
+                    }),
+                    (None, None) => Value::Null,
+                };
+                let pricing = price.map(|p| {
+                    json!({
+                        "price_details": {"price": p.id, "product": product},
+                        "type": "price_details",
+                        "unit_amount_decimal": p.unit_amount.to_string(),
+                    })
+                });
+                json!({
+                    "id": l.id,
+                    "object": "line_item",
+                    "amount": l.amount,
+                    "currency": inv.currency,
+                    "description": l.description.clone().unwrap_or_else(|| format!("{} × {}", l.quantity, name)),
+                    "discount_amounts": [],
+                    "discountable": !l.proration,
+                    "discounts": [],
+                    "invoice": inv.id,
+                    "livemode": false,
+                    "metadata": {},
+                    "parent": parent,
                     "period": {"end": l.period_end, "start": l.period_start},
                     "pretax_credit_amounts": [],
-                    "pricing": {
-                        "price_details": {"price": l.price, "product": product},
-                        "type": "price_details",
-                        "unit_amount_decimal": price.map(|p| p.unit_amount.to_string()),
-                    },
+                    "pricing": pricing,
                     "quantity": l.quantity,
                     "subtotal": l.amount,
                     "taxes": [],
@@ -406,12 +432,12 @@ impl State {
             "amount_due": inv.amount_due,
             "amount_overpaid": 0,
             "amount_paid": inv.amount_paid,
-            "amount_remaining": if inv.status == "void" { 0 } else { inv.amount_due - inv.amount_paid },
+            "amount_remaining": if matches!(inv.status.as_str(), "void" | "paid") { 0 } else { inv.amount_due - inv.amount_paid },
             "amount_shipping": 0,
             "application": null,
             "attempt_count": inv.attempt_count,
             "attempted": inv.attempted,
-            "auto_advance": matches!(inv.status.as_str(), "draft" | "open"),
+            "auto_advance": inv.auto_advance && matches!(inv.status.as_str(), "draft" | "open"),
             "automatic_tax": {"disabled_reason": null, "enabled": false, "liability": null, "provider": null, "status": null},
             "automatically_finalizes_at": inv.automatically_finalizes_at,
             "billing_reason": inv.billing_reason,
@@ -427,14 +453,14 @@ impl State {
             "customer_shipping": null,
             "customer_tax_exempt": "none",
             "customer_tax_ids": [],
-            "default_payment_method": null,
+            "default_payment_method": inv.default_payment_method,
             "default_source": null,
             "default_tax_rates": [],
-            "description": null,
+            "description": inv.description,
             "discounts": [],
             "due_date": null,
             "effective_at": inv.finalized_at,
-            "ending_balance": if finalized { Some(0) } else { None },
+            "ending_balance": if finalized { inv.ending_balance } else { None },
             "footer": null,
             "from_invoice": null,
             "hosted_invoice_url": null,
@@ -450,18 +476,18 @@ impl State {
                 "url": format!("/v1/invoices/{}/lines", inv.id),
             },
             "livemode": false,
-            "metadata": {},
+            "metadata": metadata(&inv.metadata),
             "next_payment_attempt": inv.next_payment_attempt,
             "number": inv.number,
             "on_behalf_of": null,
-            "parent": {
+            "parent": inv.subscription.as_ref().map(|sub| json!({
                 "quote_details": null,
                 "subscription_details": {
                     "metadata": metadata(&inv.subscription_metadata),
-                    "subscription": inv.subscription,
+                    "subscription": sub,
                 },
                 "type": "subscription_details",
-            },
+            })),
             "payment_settings": {"default_mandate": null, "payment_method_options": null, "payment_method_types": null},
             "period_end": inv.period_end,
             "period_start": inv.period_start,
@@ -471,7 +497,7 @@ impl State {
             "rendering": null,
             "shipping_cost": null,
             "shipping_details": null,
-            "starting_balance": 0,
+            "starting_balance": inv.starting_balance,
             "statement_descriptor": null,
             "status": inv.status,
             "status_transitions": {
@@ -480,15 +506,54 @@ impl State {
                 "paid_at": inv.paid_at,
                 "voided_at": inv.voided_at,
             },
-            "subtotal": inv.amount_due,
-            "subtotal_excluding_tax": inv.amount_due,
-            "test_clock": null,
-            "total": inv.amount_due,
+            "subtotal": inv.total,
+            "subtotal_excluding_tax": inv.total,
+            "test_clock": self.clock_of_customer(&inv.customer),
+            "total": inv.total,
             "total_discount_amounts": [],
-            "total_excluding_tax": inv.amount_due,
+            "total_excluding_tax": inv.total,
             "total_pretax_credit_amounts": [],
             "total_taxes": [],
             "webhooks_delivered_at": null,
+        })
+    }
+
+    /// An invoice item (`invoiceitem`): a proration or a one-off charge or credit.
+    pub fn render_invoice_item(&self, id: &str) -> Value {
+        let Some(i) = self.invoice_items.get(id) else {
+            return Value::Null;
+        };
+        let price = i.price.as_ref().and_then(|p| self.prices.get(p));
+        json!({
+            "id": i.id,
+            "object": "invoiceitem",
+            "amount": i.amount,
+            "currency": i.currency,
+            "customer": i.customer,
+            "customer_account": null,
+            "date": i.created,
+            "description": i.description,
+            "discountable": !i.proration,
+            "discounts": [],
+            "invoice": i.invoice,
+            "livemode": false,
+            "metadata": metadata(&i.metadata),
+            "net_amount": i.amount,
+            "parent": i.subscription.as_ref().map(|s| json!({
+                "subscription_details": {"subscription": s, "subscription_item": i.subscription_item},
+                "type": "subscription_details",
+            })),
+            "period": {"end": i.period_end, "start": i.period_start},
+            "pricing": price.map(|p| json!({
+                "price_details": {"price": p.id, "product": p.product},
+                "type": "price_details",
+                "unit_amount_decimal": p.unit_amount.to_string(),
+            })),
+            "proration": i.proration,
+            "quantity": i.quantity,
+            "quantity_decimal": i.quantity.to_string(),
+            "tax_rates": [],
+            "test_clock": self.clock_of_customer(&i.customer),
         })
     }
 

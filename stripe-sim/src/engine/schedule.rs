@@ -21,6 +21,8 @@ pub enum Due {
     PeriodEnd(String),
     /// An open Checkout Session expires.
     ExpireCheckout(String),
+    /// Three days before a trial ends: `customer.subscription.trial_will_end`.
+    TrialWillEnd(String),
 }
 
 impl Due {
@@ -34,6 +36,7 @@ impl Due {
             Due::CancelAt(_) => 4,
             Due::PeriodEnd(_) => 5,
             Due::ExpireCheckout(_) => 6,
+            Due::TrialWillEnd(_) => 7,
         }
     }
 
@@ -47,17 +50,27 @@ impl Due {
             Due::CancelAt(id) => format!("cancel {id}"),
             Due::PeriodEnd(id) => format!("renew {id}"),
             Due::ExpireCheckout(id) => format!("expire checkout session {id}"),
+            Due::TrialWillEnd(id) => format!("announce the trial end of {id}"),
         }
     }
 }
 
 impl State {
-    /// Every due moment, earliest first.
-    pub(crate) fn due_list(&self) -> Vec<(i64, Due)> {
+    /// Every due moment of objects on `clock` (`None`: the simulator's own clock, i.e.
+    /// customers without a test clock), earliest first. Objects of a test clock only move
+    /// when that clock is advanced.
+    pub(crate) fn due_list(&self, clock: Option<&str>) -> Vec<(i64, Due)> {
+        let on_clock = |customer: &str| self.clock_of_customer(customer).as_deref() == clock;
         let mut out: Vec<(i64, Due)> = Vec::new();
         for s in self.subscriptions.values() {
-            if s.is_ended() {
+            if s.is_ended() || !on_clock(&s.customer) {
                 continue;
+            }
+            if s.status == "trialing"
+                && !s.trial_will_end_sent
+                && let (Some(start), Some(end)) = (s.trial_start, s.trial_end)
+            {
+                out.push(((end - 3 * 86_400).max(start), Due::TrialWillEnd(s.id.clone())));
             }
             if let Some(p) = &s.pause_collection
                 && let Some(at) = p.resumes_at
@@ -86,6 +99,9 @@ impl State {
             }
         }
         for inv in self.invoices.values() {
+            if !on_clock(&inv.customer) {
+                continue;
+            }
             match inv.status.as_str() {
                 "draft" => {
                     if let Some(at) = inv.automatically_finalizes_at {
@@ -101,7 +117,11 @@ impl State {
             }
         }
         for cs in self.checkout_sessions.values() {
-            if cs.status == "open" {
+            let clock_ok = match &cs.customer {
+                Some(c) => on_clock(c),
+                None => clock.is_none(),
+            };
+            if cs.status == "open" && clock_ok {
                 out.push((cs.expires_at, Due::ExpireCheckout(cs.id.clone())));
             }
         }
@@ -109,20 +129,28 @@ impl State {
         out
     }
 
-    /// The earliest due moment, if any.
+    /// The earliest due moment on the simulator's own clock, if any.
     pub fn next_due(&self) -> Option<(i64, Due)> {
-        self.due_list().into_iter().next()
+        self.due_list(None).into_iter().next()
+    }
+
+    /// The earliest due moment on a test clock, if any.
+    pub(crate) fn next_due_on(&self, clock: &str) -> Option<(i64, Due)> {
+        self.due_list(Some(clock)).into_iter().next()
     }
 
     pub(crate) fn run_due(&mut self, due: Due) {
         match due {
             Due::ResumeCollection(id) => self.resume_collection_due(&id),
             Due::FinalizeInvoice(id) => self.finalize_and_charge(&id),
-            Due::RetryInvoice(id) => self.attempt_payment(&id),
+            Due::RetryInvoice(id) => {
+                let _ = self.attempt_payment(&id);
+            }
             Due::ExpireIncomplete(id) => self.expire_incomplete(&id),
             Due::CancelAt(id) => self.cancel_due(&id),
             Due::PeriodEnd(id) => self.period_end(&id),
             Due::ExpireCheckout(id) => self.expire_checkout(&id),
+            Due::TrialWillEnd(id) => self.trial_will_end(&id),
         }
     }
 

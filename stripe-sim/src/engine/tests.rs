@@ -40,7 +40,8 @@ fn checkout(st: &mut State, trial: Option<i64>, card: Option<TestCard>) -> (Stri
     let cus = st.create_customer(NewCustomer {
         email: Some("a@b.c".into()),
         ..Default::default()
-    });
+    })
+    .unwrap();
     let cs = st
         .create_checkout(NewCheckout {
             customer: Some(cus.clone()),

@@ -292,10 +292,19 @@ async fn subscriptions_are_listed_updated_paused_switched_and_canceled() {
         switched.items.data[0].price.id.as_str(),
         "price_msr_monthly"
     );
-    let last = h.sim.events().last().cloned().unwrap();
-    assert_eq!(last["type"], "customer.subscription.updated");
+    // A new interval restarts the period and bills at once; the switch itself is the
+    // `customer.subscription.updated` whose previous items had the old price.
+    let events = h.sim.events();
+    let switch = events
+        .iter()
+        .rev()
+        .find(|e| {
+            e["type"] == "customer.subscription.updated"
+                && e["data"]["previous_attributes"]["items"].is_object()
+        })
+        .unwrap();
     assert_eq!(
-        last["data"]["previous_attributes"]["items"]["data"][0]["price"]["id"],
+        switch["data"]["previous_attributes"]["items"]["data"][0]["price"]["id"],
         "price_msr_weekly"
     );
 
