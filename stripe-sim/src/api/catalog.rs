@@ -59,9 +59,8 @@ pub(crate) async fn list_prices(State(sim): State<Simulator>, req: ApiRequest) -
             .filter(|x| product.as_ref().is_none_or(|pr| *pr == x.product))
             .filter(|x| currency.as_ref().is_none_or(|c| *c == x.currency))
             .filter(|x| {
-                kind.as_deref().is_none_or(|k| {
-                    (k == "recurring") == !x.interval.is_empty()
-                })
+                kind.as_deref()
+                    .is_none_or(|k| (k == "recurring") != x.interval.is_empty())
             })
             .map(|x| (x.seq, x.id.clone()))
             .collect();
@@ -108,7 +107,10 @@ fn new_price(
             .i64("unit_amount")?
             .ok_or_else(|| crate::error::StripeError::missing_param("unit_amount"))?,
         currency: p.required_str("currency")?,
-        interval: recurring.as_ref().map(|r| r.required_str("interval")).transpose()?,
+        interval: recurring
+            .as_ref()
+            .map(|r| r.required_str("interval"))
+            .transpose()?,
         interval_count: recurring
             .as_ref()
             .map(|r| r.i64("interval_count"))

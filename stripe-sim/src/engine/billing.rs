@@ -609,7 +609,11 @@ impl State {
     }
 
     pub(crate) fn expire_checkout(&mut self, id: &str) {
-        let now = match self.checkout_sessions.get(id).and_then(|c| c.customer.clone()) {
+        let now = match self
+            .checkout_sessions
+            .get(id)
+            .and_then(|c| c.customer.clone())
+        {
             Some(c) => self.time_for_customer(&c),
             None => self.now(),
         };
@@ -676,14 +680,7 @@ impl State {
                 proration: false,
             }
         }));
-        self.insert_invoice(
-            id,
-            &sub.customer,
-            Some(&sub),
-            billing_reason,
-            lines,
-            period,
-        )
+        self.insert_invoice(id, &sub.customer, Some(&sub), billing_reason, lines, period)
     }
 
     /// draft → open; emits `invoice.finalized`. The customer balance is applied here, as
@@ -785,7 +782,10 @@ impl State {
     /// The payment method an invoice is charged with: the invoice's own, else its
     /// subscription's default, else the customer's `invoice_settings.default_payment_method`.
     pub(crate) fn payment_method_for(&self, inv: &Invoice) -> Option<String> {
-        let sub = inv.subscription.as_ref().and_then(|s| self.subscriptions.get(s));
+        let sub = inv
+            .subscription
+            .as_ref()
+            .and_then(|s| self.subscriptions.get(s));
         inv.default_payment_method
             .clone()
             .or_else(|| sub.and_then(|s| s.default_payment_method.clone()))

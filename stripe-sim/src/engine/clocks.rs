@@ -135,7 +135,12 @@ impl State {
         }
         let obj = self.render_test_clock(id);
         self.test_clocks.remove(id);
-        self.emit("test_helpers.test_clock.deleted", clock.frozen_time, obj, None);
+        self.emit(
+            "test_helpers.test_clock.deleted",
+            clock.frozen_time,
+            obj,
+            None,
+        );
         Ok(())
     }
 

@@ -20,9 +20,9 @@ use serde_json::Value;
 
 pub use billing::{CheckoutOutcome, NewCheckout, NewCustomer, SubscriptionUpdate};
 pub use invoicing::{NewInvoice, NewInvoiceItem};
-pub use subscribe::{NewPrice, NewSubscription};
 pub use render::expand;
 pub use schedule::Due;
+pub use subscribe::{NewPrice, NewSubscription};
 
 /// Stripe API version the simulator speaks (the one async-stripe 1.0.0-rc.10 pins).
 pub const API_VERSION: &str = "2026-09-30.endive";
@@ -607,7 +607,9 @@ impl State {
 
     /// The test clock a customer lives on, if any.
     pub(crate) fn clock_of_customer(&self, customer: &str) -> Option<String> {
-        self.customers.get(customer).and_then(|c| c.test_clock.clone())
+        self.customers
+            .get(customer)
+            .and_then(|c| c.test_clock.clone())
     }
 
     pub(crate) fn next_seq(&mut self) -> u64 {

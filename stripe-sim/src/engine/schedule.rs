@@ -70,7 +70,10 @@ impl State {
                 && !s.trial_will_end_sent
                 && let (Some(start), Some(end)) = (s.trial_start, s.trial_end)
             {
-                out.push(((end - 3 * 86_400).max(start), Due::TrialWillEnd(s.id.clone())));
+                out.push((
+                    (end - 3 * 86_400).max(start),
+                    Due::TrialWillEnd(s.id.clone()),
+                ));
             }
             if let Some(p) = &s.pause_collection
                 && let Some(at) = p.resumes_at

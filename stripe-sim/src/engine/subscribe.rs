@@ -198,7 +198,10 @@ impl State {
             .unwrap_or_else(|| "allow_incomplete".into());
         if !matches!(
             behavior.as_str(),
-            "allow_incomplete" | "default_incomplete" | "error_if_incomplete" | "pending_if_incomplete"
+            "allow_incomplete"
+                | "default_incomplete"
+                | "error_if_incomplete"
+                | "pending_if_incomplete"
         ) {
             return Err(StripeError::invalid_param(
                 "payment_behavior",
@@ -393,7 +396,8 @@ impl State {
                         .map(|p| p.name.clone())
                         .unwrap_or_default()
                 };
-                let unit = |st: &State, price: &str| st.prices.get(price).map_or(0, |p| p.unit_amount);
+                let unit =
+                    |st: &State, price: &str| st.prices.get(price).map_or(0, |p| p.unit_amount);
                 let credit = -prorate(unit(self, old_price) * old_q, remaining, length);
                 let old_name = name(self, old_price);
                 self.add_invoice_item(InvoiceItem {

@@ -37,11 +37,12 @@ fn types_since(st: &State, from: usize) -> Vec<String> {
 }
 
 fn checkout(st: &mut State, trial: Option<i64>, card: Option<TestCard>) -> (String, String) {
-    let cus = st.create_customer(NewCustomer {
-        email: Some("a@b.c".into()),
-        ..Default::default()
-    })
-    .unwrap();
+    let cus = st
+        .create_customer(NewCustomer {
+            email: Some("a@b.c".into()),
+            ..Default::default()
+        })
+        .unwrap();
     let cs = st
         .create_checkout(NewCheckout {
             customer: Some(cus.clone()),

@@ -2,6 +2,7 @@
 //! async-stripe client, plain form posts and a webhook receiver that verifies signatures.
 
 mod api;
+mod billing;
 mod control;
 mod helpers;
 mod pages;
