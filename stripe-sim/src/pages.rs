@@ -409,9 +409,34 @@ async fn portal_page(
             } else {
                 body.push_str(&button("pause", "Pause"));
             }
-            if let Some(other) = st.prices.values().find(|p| p.active && Some(&p.id) != s.items.first().map(|i| &i.price)) {
-                let name = st.products.get(&other.product).map(|p| p.name.clone()).unwrap_or_default();
-                body.push_str(&button("switch_plan", &format!("Switch plan to {name}")));
+            // Like Stripe's portal: every other active recurring price, prorated.
+            let current = s.items.first().map(|i| i.price.clone());
+            let others: Vec<String> = st
+                .prices
+                .values()
+                .filter(|p| p.active && !p.interval.is_empty() && Some(&p.id) != current.as_ref())
+                .map(|p| {
+                    let name = st.products.get(&p.product).map(|x| x.name.clone()).unwrap_or_default();
+                    format!(
+                        "<option value=\"{}\">{} — {}.{:02} {}/{}</option>",
+                        esc(&p.id),
+                        esc(&name),
+                        p.unit_amount / 100,
+                        p.unit_amount % 100,
+                        esc(&p.currency.to_uppercase()),
+                        esc(&p.interval),
+                    )
+                })
+                .collect();
+            if !others.is_empty() && !s.is_ended() {
+                body.push_str(&format!(
+                    "<form class=\"inline\" method=\"post\" action=\"\">\
+                     <input type=\"hidden\" name=\"subscription\" value=\"{sid}\">\
+                     <select name=\"price\" aria-label=\"New plan\">{opts}</select> \
+                     <button type=\"submit\" name=\"action\" value=\"switch_plan\">Switch plan</button></form>",
+                    sid = esc(&s.id),
+                    opts = others.join(""),
+                ));
             }
             body.push_str("</p></div>");
         }
@@ -516,12 +541,18 @@ async fn portal_submit(
                 let Some((item_id, current)) = item else {
                     return Err(StripeError::invalid_state("Subscription has no items."));
                 };
-                let Some(other) = st
-                    .prices
-                    .values()
-                    .find(|p| p.active && p.id != current)
-                    .map(|p| p.id.clone())
-                else {
+                // The chosen plan, or (for a bare form post) the first other plan.
+                let chosen = f.get("price").filter(|p| {
+                    st.prices
+                        .get(*p)
+                        .is_some_and(|x| x.active && !x.interval.is_empty())
+                });
+                let Some(other) = chosen.cloned().or_else(|| {
+                    st.prices
+                        .values()
+                        .find(|p| p.active && !p.interval.is_empty() && p.id != current)
+                        .map(|p| p.id.clone())
+                }) else {
                     return Err(StripeError::invalid_state("There is no other plan."));
                 };
                 st.update_subscription(

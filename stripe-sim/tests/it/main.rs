@@ -6,4 +6,5 @@ mod billing;
 mod control;
 mod helpers;
 mod pages;
+mod standalone;
 mod webhooks;
