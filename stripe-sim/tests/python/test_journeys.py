@@ -216,3 +216,32 @@ def test_events_are_listed_filtered_and_paged(tag):
     assert all(e.created >= newest.created for e in since.data)
     ids = [e.id for e in stripe.Event.list(limit=3).auto_paging_iter()]
     assert len(ids) == len(set(ids))
+
+
+def test_payment_behaviors_and_pending_prorations(tag, monthly_prices):
+    basic, pro = monthly_prices
+    customer, _ = customer_with_card(tag, pm="pm_card_chargeCustomerFail")
+    with pytest.raises(stripe.CardError):
+        stripe.Subscription.create(
+            customer=customer.id, items=[{"price": basic.id}], payment_behavior="error_if_incomplete"
+        )
+    assert stripe.Subscription.list(customer=customer.id, status="all").data == []
+
+    waiting = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": basic.id}], payment_behavior="default_incomplete"
+    )
+    assert waiting.status == "incomplete"
+    good = stripe.PaymentMethod.attach("pm_card_visa", customer=customer.id)
+    paid = stripe.Invoice.pay(waiting.latest_invoice, payment_method=good.id)
+    assert paid.status == "paid"
+    assert stripe.Subscription.retrieve(waiting.id).status == "active"
+
+    stripe.Subscription.modify(
+        waiting.id,
+        items=[{"id": waiting["items"].data[0].id, "price": pro.id}],
+        proration_behavior="create_prorations",
+    )
+    pending = stripe.InvoiceItem.list(customer=customer.id, pending=True)
+    amounts = sorted(i.amount for i in pending.data)
+    assert len(amounts) == 2 and amounts[0] < 0 < amounts[1]
+    assert all(i.proration for i in pending.data)
