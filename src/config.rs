@@ -136,6 +136,15 @@ pub struct Settings {
     pub events_poll_interval: Duration,
     /// `MSR_EVENT_MAX_ATTEMPTS`: attempts before an event is dead-lettered.
     pub event_max_attempts: u32,
+    /// `MSR_AUTH_SECRET`: the HS256 key of the Auth service's sign-in hand-off tokens. Without it the
+    /// hand-off is refused (in debug mode the dev sign-in form still works).
+    pub auth_secret: Option<Secret>,
+    /// `MSR_ADMIN_USER_IDS`: users who may see the admin pages (besides `role=admin` hand-offs).
+    pub admin_user_ids: Vec<crate::domain::UserId>,
+    /// `MSR_SESSION_IDLE`: a browser session ends after this long without a request.
+    pub session_idle: Duration,
+    /// `MSR_STATIC_DIR`: where the stylesheet and htmx are served from.
+    pub static_dir: String,
 }
 
 /// Reads variables from somewhere: the process environment in production, a map in tests.
@@ -291,6 +300,26 @@ impl Settings {
                 Duration::minutes(5),
             )?,
             event_max_attempts: parse_number(env, "MSR_EVENT_MAX_ATTEMPTS", 8, 1..=100)?,
+            auth_secret: env.get("MSR_AUTH_SECRET").map(Secret::new),
+            admin_user_ids: env
+                .get("MSR_ADMIN_USER_IDS")
+                .map(|raw| {
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|id| {
+                            crate::domain::UserId::parse(id).map_err(|e| {
+                                ConfigError::new("MSR_ADMIN_USER_IDS", format!("{id:?}: {e}"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            session_idle: parse_duration_var(env, "MSR_SESSION_IDLE", Duration::hours(12))?,
+            static_dir: env
+                .get("MSR_STATIC_DIR")
+                .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned()),
             log_format: match env.get("MSR_LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,

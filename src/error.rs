@@ -26,6 +26,12 @@ pub enum AppError {
     /// No identity, or one we cannot trust (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// A browser page needs a signed-in user (401; browsers are sent to sign-in).
+    #[error("sign in to see this page")]
+    SignInRequired,
+    /// Signed in, but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The user id names nobody (404).
     #[error("no user with id {0:?}")]
     UnknownUser(String),
@@ -74,7 +80,8 @@ impl AppError {
         match self {
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized(_) | AppError::SignInRequired => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::UnknownUser(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
@@ -94,6 +101,8 @@ impl AppError {
             AppError::Invalid { code, .. } | AppError::Conflict { code, .. } => code,
             AppError::BadRequest(_) => "bad_request",
             AppError::Unauthorized(_) => "unauthorized",
+            AppError::SignInRequired => "sign_in_required",
+            AppError::Forbidden(_) => "forbidden",
             AppError::UnknownUser(_) => "unknown_user",
             AppError::NotFound(_) => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
@@ -160,6 +169,15 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
     }
 }
 
+/// What the client may see of an error, left for the HTML presenter (`web::html`).
+#[derive(Debug, Clone)]
+pub struct PublicError {
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// The message sent to the client.
+    pub message: String,
+}
+
 /// The cause of a failed request, left for the logging middleware.
 #[derive(Debug, Clone)]
 pub struct ErrorCause(pub String);
@@ -183,12 +201,13 @@ impl IntoResponse for AppError {
             AppError::Internal(detail) => detail.clone(),
             other => other.to_string(),
         };
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": self.code(), "message": message}})),
-        )
-            .into_response();
+        let body = Json(json!({"error": {"code": self.code(), "message": &message}}));
+        let mut response = (status, body).into_response();
         response.extensions_mut().insert(ErrorCause(cause));
+        response.extensions_mut().insert(PublicError {
+            code: self.code(),
+            message,
+        });
         response
     }
 }

@@ -28,11 +28,54 @@ enum Command {
     /// Inspect and replay recorded Stripe events.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Run the built-in Stripe simulator on its own (any Stripe client can point at it).
+    StripeSim(StripeSimArgs),
+}
+
+#[derive(clap::Args)]
+struct StripeSimArgs {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 12111)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Webhook endpoint that receives every event, signed.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// The endpoint's `whsec_…` secret (made up and logged when omitted).
+    #[arg(long)]
+    webhook_secret: Option<String>,
+    /// Base URL browsers use for the hosted pages.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// A JSON file with more plans.
+    #[arg(long)]
+    plans_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The simulator needs none of the service's configuration.
+    if let Some(Command::StripeSim(args)) = cli.command {
+        telemetry::init(msr_billing::config::LogFormat::Text);
+        let options = msr_stripe_sim::StandaloneOptions {
+            port: args.port,
+            host: args.host,
+            webhook_url: args.webhook_url,
+            webhook_secret: args.webhook_secret,
+            public_url: args.public_url,
+            plans_file: args.plans_file,
+        };
+        return match msr_stripe_sim::run_standalone(options).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("msr-billing stripe-sim: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -67,7 +110,7 @@ async fn main() -> ExitCode {
     let result = match &command {
         Command::Sync(args) => cli::run_sync(&state, args).await,
         Command::Events(events) => cli::run_events(&state, events).await,
-        Command::Serve => Ok(()),
+        Command::Serve | Command::StripeSim(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

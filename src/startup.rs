@@ -10,9 +10,10 @@ use tokio::net::TcpListener;
 use msr_stripe_sim::{SimConfig, Simulator, WebhookEndpoint};
 
 use crate::config::{ConfigError, Secret, Settings, StripeMode};
+use crate::db::Backend;
 use crate::db::Db;
 use crate::domain::Policy;
-use crate::state::{AppState, Prices};
+use crate::state::{AppState, Prices, SessionStore};
 use crate::stripe::StripeApi;
 
 /// Why the service could not start; each prints as one line.
@@ -92,6 +93,7 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         crate::billing::worker::spawn(self.state.clone());
+        spawn_session_cleanup(&self.state.sessions);
         let router = crate::web::router(self.state.clone());
         tracing::info!(port = self.port, "serving");
         axum::serve(self.listener, router)
@@ -111,6 +113,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         past_due_grace: settings.past_due_grace,
     };
     let (stripe, prices, sim) = stripe_client(&mut settings, port)?;
+    let sessions = session_store(&settings, &db).await?;
     Ok(AppState {
         db,
         settings: Arc::new(settings),
@@ -120,8 +123,50 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         refetch: Arc::default(),
         counters: Arc::default(),
         sim,
+        price_cache: Arc::default(),
+        sessions,
         wake: Arc::default(),
     })
+}
+
+/// The browser session store, on its own small pool to the same database (its crate needs a
+/// concrete sqlx pool), with its table created if missing.
+async fn session_store(settings: &Settings, db: &Db) -> Result<SessionStore, StartupError> {
+    use sqlx::pool::PoolOptions;
+    let url = settings.database_url.expose();
+    let failed = |e: sqlx::Error| ConfigError {
+        var: "DATABASE_URL".into(),
+        message: format!("session store: {e}"),
+    };
+    let store = match db.backend {
+        Backend::Sqlite => {
+            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+                .map_err(failed)?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(5));
+            let pool = PoolOptions::<sqlx::Sqlite>::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await
+                .map_err(failed)?;
+            let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
+            store.migrate().await.map_err(failed)?;
+            SessionStore::Sqlite(store)
+        }
+        Backend::Postgres => {
+            let pool = PoolOptions::<sqlx::Postgres>::new()
+                .max_connections(4)
+                .connect(url)
+                .await
+                .map_err(failed)?;
+            let store = tower_sessions_sqlx_store::PostgresStore::new(pool);
+            store.migrate().await.map_err(failed)?;
+            SessionStore::Postgres(store)
+        }
+    };
+    Ok(store)
 }
 
 /// With `MSR_LISTEN_ADDR` on port 0 the default URLs name port 0; once bound, name the real port.
@@ -209,6 +254,16 @@ fn stripe_client(
             Ok((Some(api), prices, None))
         }
         StripeMode::Simulated | StripeMode::Disabled => Ok((None, prices, None)),
+    }
+}
+
+/// Deletes expired browser sessions every hour.
+fn spawn_session_cleanup(sessions: &SessionStore) {
+    use tower_sessions::ExpiredDeletion;
+    let every = tokio::time::Duration::from_secs(3600);
+    match sessions.clone() {
+        SessionStore::Sqlite(s) => drop(tokio::spawn(s.continuously_delete_expired(every))),
+        SessionStore::Postgres(s) => drop(tokio::spawn(s.continuously_delete_expired(every))),
     }
 }
 

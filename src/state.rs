@@ -29,6 +29,10 @@ pub struct AppState {
     pub counters: Arc<Counters>,
     /// The built-in Stripe simulator, in demo mode (served under `/_stripe/`).
     pub sim: Option<msr_stripe_sim::Simulator>,
+    /// The plans' prices as shown on the plan page.
+    pub price_cache: Arc<crate::billing::plans::PriceCache>,
+    /// Browser sessions, stored in the same database.
+    pub sessions: SessionStore,
     /// Wakes the background worker (a customer was linked and its unmatched events are due).
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -94,4 +98,13 @@ impl Counters {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The session store on the service's database (tower-sessions needs a concrete sqlx pool).
+#[derive(Debug, Clone)]
+pub enum SessionStore {
+    /// SQLite.
+    Sqlite(tower_sessions_sqlx_store::SqliteStore),
+    /// PostgreSQL.
+    Postgres(tower_sessions_sqlx_store::PostgresStore),
 }

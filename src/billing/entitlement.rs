@@ -32,12 +32,15 @@ impl EntitlementAnswer {
 /// Looks the user up and applies the policy. Unknown users are an error (404 on the API).
 pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnswer, AppError> {
     let mut conn = state.db.pool.acquire().await?;
-    if db::users::find(&mut *conn, user_id).await?.is_none() {
+    let Some(user) = db::users::find(&mut *conn, user_id).await? else {
         return Err(AppError::UnknownUser(user_id.to_string()));
-    }
+    };
     let entitlement = db::entitlements::find(&mut *conn, user_id).await?;
     let now = Utc::now();
-    let decision = state.policy.decide(entitlement.as_ref(), now);
+    let decision =
+        state
+            .policy
+            .decide_with_grant(entitlement.as_ref(), user.complimentary_until, now);
     Ok(EntitlementAnswer {
         user_id: user_id.clone(),
         entitlement,

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod checkout;
 pub mod entitlement;
 pub mod ingest;
+pub mod plans;
 pub mod refetch;
 pub mod sync;
 pub mod users;

@@ -44,3 +44,8 @@ pub async fn create(
     }
     Ok((user, Created::Existing))
 }
+
+/// Follows the Auth service's address for an existing user.
+pub async fn update_email(state: &AppState, id: &UserId, email: &Email) -> Result<(), AppError> {
+    Ok(db::users::set_email(&state.db.pool, id, email).await?)
+}

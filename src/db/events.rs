@@ -296,3 +296,24 @@ pub async fn newest_created<'c, E: Executor<'c, Database = Any>>(
         .fetch_one(ex)
         .await
 }
+
+/// Events of a user: matched to them, naming them, or of their customer; newest first.
+pub async fn for_user<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    user: &str,
+    customer: Option<&str>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM stripe_events WHERE user_id = $1 OR (customer_id IS NOT NULL AND customer_id = $2) \
+         ORDER BY created DESC, received_at DESC LIMIT $3"
+    ))
+    .bind(user)
+    .bind(customer.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(ex)
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
+}

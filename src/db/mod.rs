@@ -2,6 +2,7 @@
 //! `$1` placeholders (both databases accept them) and only types both share. Functions take an
 //! executor or a connection so callers can compose them inside one transaction.
 
+pub mod admin;
 pub mod checkout;
 pub mod entitlements;
 pub mod events;

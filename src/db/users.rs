@@ -19,7 +19,14 @@ pub struct User {
     pub stripe_customer_id: Option<StripeCustomerId>,
     /// When the row was made.
     pub created_at: DateTime<Utc>,
+    /// Support granted access until then.
+    pub complimentary_until: Option<DateTime<Utc>>,
+    /// Why (support's note).
+    pub complimentary_note: Option<String>,
 }
+
+const COLUMNS: &str =
+    "id, email, stripe_customer_id, created_at, complimentary_until, complimentary_note";
 
 fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     let decode = |column: &str, e: crate::domain::InvalidValue| sqlx::Error::ColumnDecode {
@@ -35,6 +42,10 @@ fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
             .transpose()
             .map_err(|e| decode("stripe_customer_id", e))?,
         created_at: from_unix(row.try_get("created_at")?),
+        complimentary_until: row
+            .try_get::<Option<i64>, _>("complimentary_until")?
+            .map(from_unix),
+        complimentary_note: row.try_get("complimentary_note")?,
     })
 }
 
@@ -61,7 +72,7 @@ pub async fn find<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     id: &UserId,
 ) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query("SELECT id, email, stripe_customer_id, created_at FROM users WHERE id = $1")
+    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional(ex)
         .await?
@@ -75,9 +86,9 @@ pub async fn find_by_customer<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     customer: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query(
-        "SELECT id, email, stripe_customer_id, created_at FROM users WHERE stripe_customer_id = $1",
-    )
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM users WHERE stripe_customer_id = $1"
+    ))
     .bind(customer)
     .fetch_optional(ex)
     .await?
@@ -102,4 +113,34 @@ pub async fn link_customer<'c, E: Executor<'c, Database = Any>>(
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Grants (or with `None`, revokes) complimentary access.
+pub async fn set_complimentary<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &UserId,
+    until: Option<DateTime<Utc>>,
+    note: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET complimentary_until = $1, complimentary_note = $2 WHERE id = $3")
+        .bind(until.map(|t| t.timestamp()))
+        .bind(note)
+        .bind(id.as_str())
+        .execute(ex)
+        .await?;
+    Ok(())
+}
+
+/// Changes a user's e-mail address.
+pub async fn set_email<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &UserId,
+    email: &Email,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+        .bind(email.as_str())
+        .bind(id.as_str())
+        .execute(ex)
+        .await?;
+    Ok(())
 }

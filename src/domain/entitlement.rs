@@ -49,6 +49,8 @@ pub enum Reason {
     Canceled,
     /// Never subscribed.
     NoSubscription,
+    /// Not entitled by a subscription, but support granted access until a date.
+    Complimentary,
 }
 
 impl Reason {
@@ -62,6 +64,7 @@ impl Reason {
             Reason::PastDue => "past_due",
             Reason::Canceled => "canceled",
             Reason::NoSubscription => "no_subscription",
+            Reason::Complimentary => "complimentary",
         }
     }
 }
@@ -85,6 +88,25 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Decides with support's complimentary access: a subscription that grants access decides as
+    /// usual; otherwise an unexpired grant gives access until its date (`complimentary`).
+    pub fn decide_with_grant(
+        &self,
+        entitlement: Option<&Entitlement>,
+        complimentary_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let by_subscription = self.decide(entitlement, now);
+        match complimentary_until {
+            Some(until) if !by_subscription.entitled && until > now => Decision {
+                entitled: true,
+                reason: Reason::Complimentary,
+                valid_until: Some(until),
+            },
+            _ => by_subscription,
+        }
+    }
+
     /// Decides for one user at `now`. `None` means the user never subscribed.
     pub fn decide(&self, entitlement: Option<&Entitlement>, now: DateTime<Utc>) -> Decision {
         let deny = |reason| Decision {
@@ -266,6 +288,30 @@ mod tests {
             let d = policy.decide(Some(&e), at(1));
             assert_eq!((d.entitled, d.reason), (false, Reason::PastDue), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn complimentary_access_holds_until_its_date_when_no_subscription_grants() {
+        let grant = Some(at(48));
+        let none = NO_GRACE.decide_with_grant(None, grant, at(1));
+        assert_eq!(
+            none,
+            Decision {
+                entitled: true,
+                reason: Reason::Complimentary,
+                valid_until: grant
+            }
+        );
+        let canceled = NO_GRACE.decide_with_grant(Some(&sub(StripeStatus::Canceled)), grant, at(1));
+        assert_eq!(canceled.reason, Reason::Complimentary);
+        let expired = NO_GRACE.decide_with_grant(None, grant, at(48));
+        assert_eq!(expired.reason, Reason::NoSubscription);
+        let active = NO_GRACE.decide_with_grant(Some(&sub(StripeStatus::Active)), grant, at(1));
+        assert_eq!(
+            active.reason,
+            Reason::Active,
+            "a paying owner keeps their own reason"
+        );
     }
 
     #[test]

@@ -403,3 +403,11 @@ fn list_page(mut page: Value) -> (Vec<Value>, bool) {
     };
     (data, has_more)
 }
+
+impl StripeApi {
+    /// A price as Stripe has it (amount, currency, interval).
+    pub async fn retrieve_price(&self, id: &str) -> Result<Value, StripeCallError> {
+        self.get_json("prices.retrieve", format!("/prices/{id}"), None)
+            .await
+    }
+}

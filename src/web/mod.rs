@@ -10,12 +10,22 @@
 //! | `POST /billing/checkout/sync`           | services (`X-User-Id`)      | `api::billing` |
 //! | `POST /billing/webhook`                 | Stripe (signed)             | `webhook`      |
 //! | `POST /dev/create_user`, `GET /dev/status` | developers, debug only   | `dev`          |
+//! | `GET /`, `/billing/return`, `/billing/cancel`, `/account` | owners (session) | `pages` |
+//! | `GET /auth/handoff`, `/auth/signin`, `POST /auth/signout`, `/auth/dev-signin` | browsers | `pages` |
+//! | `GET /admin`, `/admin/users/{id}`, `/admin/events` (+ actions) | admins (session) | `admin` |
+//! | `GET /dev`, `/dev/lookup`, `POST /dev/users`, `/dev/sim/{action}` | developers, debug only | `devtools` |
+//! | `GET /static/*`                          | browsers                   | `static_files` |
 
+pub mod admin;
 pub mod api;
 pub mod dev;
+pub mod devtools;
 pub mod extract;
 pub mod health;
+pub mod html;
 pub mod middleware;
+pub mod pages;
+pub mod session;
 pub mod webhook;
 pub mod wire;
 
@@ -33,38 +43,44 @@ use crate::state::AppState;
 /// Largest body the JSON API reads.
 pub const API_BODY_LIMIT: usize = 64 * 1024;
 
+/// Caps request bodies at the API limit (413 up front when the length is announced).
+fn limited(router: Router<AppState>) -> Router<AppState> {
+    router
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            API_BODY_LIMIT,
+            middleware::limit_body,
+        ))
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new().merge(health::router()).merge(
-        api::router()
-            .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
-            .layer(axum::middleware::from_fn_with_state(
-                API_BODY_LIMIT,
-                middleware::limit_body,
-            )),
-    );
+    let mut app = Router::new()
+        .merge(health::router())
+        .merge(limited(api::router()))
+        .merge(limited(pages::router().merge(admin::router())))
+        .merge(webhook::router())
+        .nest_service("/static", static_files(&state));
     if state.settings.debug {
-        app = app.merge(
-            dev::router()
-                .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
-                .layer(axum::middleware::from_fn_with_state(
-                    API_BODY_LIMIT,
-                    middleware::limit_body,
-                )),
-        );
+        app = app.merge(limited(dev::router().merge(devtools::router())));
     }
+    if let Some(sim) = &state.sim {
+        app = app.nest_service(crate::startup::SIMULATOR_PATH, sim.router());
+    }
+    let app = app
+        .fallback(|| async { AppError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            html::html_errors,
+        ));
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state
         .settings
         .request_timeout
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(30));
-    if let Some(sim) = &state.sim {
-        app = app.nest_service(crate::startup::SIMULATOR_PATH, sim.router());
-    }
-    app.merge(webhook::router())
-        .fallback(|| async { AppError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+    with_sessions(app, &state)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(
@@ -84,4 +100,44 @@ pub fn router(state: AppState) -> Router {
                 )),
         )
         .with_state(state)
+}
+
+/// The stylesheet and htmx, with cache headers (htmx's file name carries its version).
+fn static_files(state: &AppState) -> axum::routing::MethodRouter {
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let service = tower::ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("public, max-age=3600"),
+        ))
+        .service(tower_http::services::ServeDir::new(
+            &state.settings.static_dir,
+        ));
+    axum::routing::get_service(service)
+}
+
+/// The session layer: cookie `msr_session`, HttpOnly, SameSite=Lax, Secure when the public URL is
+/// https, ended after `MSR_SESSION_IDLE` without a request. Sessions live in the database.
+fn with_sessions(app: Router<AppState>, state: &AppState) -> Router<AppState> {
+    use tower_sessions::cookie::SameSite;
+    use tower_sessions::{Expiry, SessionManagerLayer};
+    let idle =
+        tower_sessions::cookie::time::Duration::seconds(state.settings.session_idle.num_seconds());
+    let secure = state.settings.public_url.scheme() == "https";
+    macro_rules! layer {
+        ($store:expr) => {
+            app.layer(
+                SessionManagerLayer::new($store.clone())
+                    .with_name("msr_session")
+                    .with_http_only(true)
+                    .with_same_site(SameSite::Lax)
+                    .with_secure(secure)
+                    .with_expiry(Expiry::OnInactivity(idle)),
+            )
+        };
+    }
+    match &state.sessions {
+        crate::state::SessionStore::Sqlite(store) => layer!(store),
+        crate::state::SessionStore::Postgres(store) => layer!(store),
+    }
 }

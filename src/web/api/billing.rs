@@ -2,7 +2,8 @@
 //! call with `X-User-Id`.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
@@ -11,7 +12,10 @@ use crate::billing::{checkout, entitlement};
 use crate::domain::Plan;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::extract::{ApiUser, Json, Query};
+use crate::web::extract::{ApiUser, Json, Query, USER_ID_HEADER};
+use crate::web::html::is_browser;
+use crate::web::pages;
+use crate::web::session::CsrfForm;
 use crate::web::wire;
 
 /// The billing API routes.
@@ -27,12 +31,25 @@ struct CheckoutBody {
     plan: String,
 }
 
-/// 200 `{url, session_id}`; 404 unknown user; 409 already subscribed; 422 unknown plan; 502 Stripe.
+/// A browser form (session + CSRF, no `X-User-Id`) rather than an API call.
+fn from_browser_form(request: &Request) -> bool {
+    !request.headers().contains_key(USER_ID_HEADER) && is_browser(request.headers())
+}
+
+/// API: 200 `{url, session_id}`; 404 unknown user; 409 already subscribed; 422 unknown plan; 502
+/// Stripe. Browser form: 303 to Stripe Checkout.
 async fn start_checkout(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
-    Json(body): Json<CheckoutBody>,
-) -> Result<axum::Json<serde_json::Value>, AppError> {
+    request: Request,
+) -> Result<Response, AppError> {
+    if from_browser_form(&request) {
+        let form = CsrfForm::from_request(request, &state).await?;
+        return pages::checkout_form(&state, form).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let ApiUser(user) = ApiUser::from_request_parts(&mut parts, &state).await?;
+    let Json(body) =
+        Json::<CheckoutBody>::from_request(Request::from_parts(parts, body), &state).await?;
     let plan: Plan = body
         .plan
         .parse()
@@ -40,18 +57,22 @@ async fn start_checkout(
             AppError::invalid("invalid_plan", e.to_string())
         })?;
     let started = checkout::start(&state, &user, plan).await?;
-    Ok(axum::Json(
-        json!({"url": started.url, "session_id": started.session_id}),
-    ))
+    Ok(axum::Json(json!({"url": started.url, "session_id": started.session_id})).into_response())
 }
 
-/// 200 `{url}`; 409 when the user has no Stripe customer yet.
+/// API: 200 `{url}`; 409 when the user has no Stripe customer yet. Browser form: 303 to the portal.
 async fn open_portal(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
-) -> Result<axum::Json<serde_json::Value>, AppError> {
+    request: Request,
+) -> Result<Response, AppError> {
+    if from_browser_form(&request) {
+        let form = CsrfForm::from_request(request, &state).await?;
+        return pages::portal_form(&state, form).await;
+    }
+    let (mut parts, _) = request.into_parts();
+    let ApiUser(user) = ApiUser::from_request_parts(&mut parts, &state).await?;
     let url = checkout::open_portal(&state, &user).await?;
-    Ok(axum::Json(json!({"url": url})))
+    Ok(axum::Json(json!({"url": url})).into_response())
 }
 
 #[derive(Deserialize)]

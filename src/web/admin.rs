@@ -1,0 +1,535 @@
+//! Support's pages: counts and a searchable user list, one user's entitlement, Stripe ids, event
+//! timeline and audit log, with the fixes support needs (resync, replay, complimentary access).
+//! Every route needs an admin (`AdminUser`); every action is written to the audit log.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{NaiveDate, Utc};
+use serde::Deserialize;
+
+use crate::billing::{apply, entitlement, sync};
+use crate::db;
+use crate::domain::{EntitlementStatus, UserId};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::html::{Chrome, is_htmx, render};
+use crate::web::session::{AdminUser, CsrfForm};
+use crate::web::wire;
+
+/// The admin routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(dashboard))
+        .route("/admin/users/{id}", get(user_page))
+        .route("/admin/users/{id}/resync", post(resync))
+        .route("/admin/users/{id}/complimentary", post(grant))
+        .route("/admin/users/{id}/complimentary/revoke", post(revoke))
+        .route("/admin/events", get(events_page))
+        .route("/admin/events/{id}/replay", post(replay))
+}
+
+/// Rows a page of the user table shows.
+const PAGE: i64 = 50;
+
+fn when(secs: Option<i64>) -> String {
+    secs.map(|s| db::from_unix(s).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+struct RowView {
+    id: String,
+    email: String,
+    status: String,
+    plan: String,
+    period_end: String,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/_users.html")]
+struct UsersTable {
+    rows: Vec<RowView>,
+    next_href: Option<String>,
+}
+
+struct CountView {
+    status: String,
+    count: i64,
+}
+
+#[derive(Template)]
+#[template(path = "admin/dashboard.html")]
+struct Dashboard {
+    chrome: Chrome,
+    counts: Vec<CountView>,
+    total: i64,
+    q: String,
+    status: String,
+    statuses: Vec<String>,
+    table: String,
+}
+
+#[derive(Deserialize, Default)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+async fn users_table(state: &AppState, p: &SearchParams) -> Result<UsersTable, AppError> {
+    let q = p.q.trim();
+    let status = match p.status.as_str() {
+        "" => None,
+        "none" => Some("none"),
+        s => Some(
+            s.parse::<EntitlementStatus>()
+                .map_err(|e| AppError::invalid("invalid_status", e.to_string()))?
+                .as_str(),
+        ),
+    };
+    let mut rows =
+        db::admin::search_users(&state.db.pool, q, status, p.after.as_deref(), PAGE + 1).await?;
+    let more = rows.len() as i64 > PAGE;
+    rows.truncate(PAGE as usize);
+    let next_href = more
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten()
+        .map(|last| {
+            let query = serde_urlencoded::to_string([
+                ("q", q),
+                ("status", p.status.as_str()),
+                ("after", last.as_str()),
+            ])
+            .unwrap_or_default();
+            format!("/admin?{query}")
+        });
+    let rows = rows
+        .into_iter()
+        .map(|r| RowView {
+            id: r.id,
+            email: r.email,
+            status: r.status,
+            plan: r.plan.unwrap_or_else(|| "—".into()),
+            period_end: when(r.period_end),
+            updated: when(r.updated_at),
+        })
+        .collect();
+    Ok(UsersTable { rows, next_href })
+}
+
+/// Counts by status and the user table; htmx gets just the table (search as one types).
+async fn dashboard(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    headers: HeaderMap,
+    Query(params): Query<SearchParams>,
+) -> Result<Response, AppError> {
+    let table = users_table(&state, &params).await?;
+    if is_htmx(&headers) {
+        return Ok(render(&table));
+    }
+    let (by_status, total) = db::admin::counts(&state.db.pool).await?;
+    let subscribed: i64 = by_status.iter().map(|(_, n)| n).sum();
+    let mut counts: Vec<CountView> = by_status
+        .into_iter()
+        .map(|(status, count)| CountView { status, count })
+        .collect();
+    counts.push(CountView {
+        status: "none".into(),
+        count: total - subscribed,
+    });
+    Ok(render(&Dashboard {
+        chrome: Chrome::new(&state, Some(&admin)),
+        counts,
+        total,
+        q: params.q.clone(),
+        status: params.status.clone(),
+        statuses: ["active", "trialing", "past_due", "canceled", "none"]
+            .map(String::from)
+            .to_vec(),
+        table: table
+            .render()
+            .map_err(|e| AppError::Internal(format!("template: {e}")))?,
+    }))
+}
+
+fn path_user(raw: &str) -> Result<UserId, AppError> {
+    UserId::parse(raw).map_err(|_| AppError::NotFound(format!("no user {raw:?}")))
+}
+
+struct EventView {
+    id: String,
+    kind: String,
+    created: String,
+    received: String,
+    state: String,
+    attempts: i64,
+    error: String,
+    replayable: bool,
+}
+
+struct AuditView {
+    at: String,
+    actor: String,
+    action: String,
+    before: String,
+    after: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/user.html")]
+struct UserPage {
+    chrome: Chrome,
+    user_id: String,
+    email: String,
+    status: &'static str,
+    entitled: bool,
+    reason: &'static str,
+    valid_until: Option<String>,
+    facts: Vec<(String, String, Option<String>)>,
+    complimentary: Option<String>,
+    events: Vec<EventView>,
+    audit: Vec<AuditView>,
+}
+
+fn dashboard_link(state: &AppState, kind: &str, id: &str) -> String {
+    let mode = if state.settings.stripe.mode.is_live() {
+        ""
+    } else {
+        "test/"
+    };
+    format!("https://dashboard.stripe.com/{mode}{kind}/{id}")
+}
+
+async fn user_page(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(raw): Path<String>,
+) -> Result<Response, AppError> {
+    let id = path_user(&raw)?;
+    let user = db::users::find(&state.db.pool, &id)
+        .await?
+        .ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
+    let answer = entitlement::check(&state, &id).await?;
+    let e = answer.entitlement.as_ref();
+    let mut facts: Vec<(String, String, Option<String>)> = Vec::new();
+    if let Some(c) = &user.stripe_customer_id {
+        facts.push((
+            "Stripe customer".into(),
+            c.to_string(),
+            Some(dashboard_link(&state, "customers", c.as_str())),
+        ));
+    }
+    if let Some(e) = e {
+        if let Some(s) = &e.stripe_subscription_id {
+            facts.push((
+                "Subscription".into(),
+                s.to_string(),
+                Some(dashboard_link(&state, "subscriptions", s.as_str())),
+            ));
+        }
+        facts.push((
+            "Stripe status".into(),
+            e.stripe_status.as_str().into(),
+            None,
+        ));
+        facts.push((
+            "Plan".into(),
+            e.plan.map_or("—".into(), |p| p.to_string()),
+            None,
+        ));
+        facts.push((
+            "Period end".into(),
+            e.current_period_end.map_or("—".into(), wire::time),
+            None,
+        ));
+        facts.push((
+            "Cancels at period end".into(),
+            e.cancel_at_period_end.to_string(),
+            None,
+        ));
+        facts.push(("Paused".into(), e.pause_active.to_string(), None));
+        facts.push((
+            "Payment needs authentication".into(),
+            e.action_required.to_string(),
+            None,
+        ));
+        facts.push(("Updated".into(), wire::time(e.updated_at), None));
+    }
+    facts.push(("Created".into(), wire::time(user.created_at), None));
+    let complimentary = user.complimentary_until.map(|until| {
+        format!(
+            "Granted until {} — {}{}",
+            until.format("%Y-%m-%d"),
+            user.complimentary_note.clone().unwrap_or_default(),
+            if until <= Utc::now() {
+                " (expired)"
+            } else {
+                ""
+            }
+        )
+    });
+    let events = db::admin::events_for(
+        &state.db.pool,
+        id.as_str(),
+        user.stripe_customer_id.as_ref().map(|c| c.as_str()),
+    )
+    .await?
+    .into_iter()
+    .map(|ev| EventView {
+        replayable: matches!(
+            ev.state.as_str(),
+            "failed" | "dead" | "unmatched" | "pending"
+        ),
+        id: ev.id,
+        kind: ev.kind,
+        created: when(Some(ev.created)),
+        received: when(Some(ev.received_at)),
+        state: ev.state,
+        attempts: ev.attempts,
+        error: ev.last_error.unwrap_or_default(),
+    })
+    .collect();
+    let audit = db::admin::audit_for(&state.db.pool, id.as_str())
+        .await?
+        .into_iter()
+        .map(|a| AuditView {
+            at: when(Some(a.at)),
+            actor: a.actor,
+            action: a.action,
+            before: a.before.unwrap_or_default(),
+            after: a.after.unwrap_or_default(),
+        })
+        .collect();
+    Ok(render(&UserPage {
+        chrome: Chrome::new(&state, Some(&admin)),
+        user_id: id.to_string(),
+        email: user.email.to_string(),
+        status: answer.status(),
+        entitled: answer.decision.entitled,
+        reason: answer.decision.reason.as_str(),
+        valid_until: answer.decision.valid_until.map(wire::time),
+        facts,
+        complimentary,
+        events,
+        audit,
+    }))
+}
+
+/// "active (active, until …)" — how the audit log shows an entitlement.
+async fn describe(state: &AppState, id: &UserId) -> Result<String, AppError> {
+    let a = entitlement::check(state, id).await?;
+    Ok(format!(
+        "{} ({}{})",
+        a.status(),
+        a.decision.reason.as_str(),
+        a.decision
+            .valid_until
+            .map(|t| format!(", until {}", wire::time(t)))
+            .unwrap_or_default()
+    ))
+}
+
+async fn audited(
+    state: &AppState,
+    admin: &UserId,
+    user: &UserId,
+    action: &str,
+    before: String,
+) -> Result<Response, AppError> {
+    let after = describe(state, user).await?;
+    db::admin::audit(
+        &state.db.pool,
+        user.as_str(),
+        admin.as_str(),
+        action,
+        &before,
+        &after,
+        Utc::now().timestamp(),
+    )
+    .await?;
+    tracing::info!(admin = %admin, user.id = %user, action, "admin action");
+    Ok(Redirect::to(&format!("/admin/users/{}", urlencode(user.as_str()))).into_response())
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[derive(Deserialize)]
+struct NoFields {}
+
+async fn resync(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: CsrfForm<NoFields>,
+) -> Result<Response, AppError> {
+    let admin = require_admin(&form)?;
+    let id = path_user(&raw)?;
+    let before = describe(&state, &id).await?;
+    sync::sync_subscriptions(&state, Some(&id)).await?;
+    audited(&state, &admin, &id, "resync from Stripe", before).await
+}
+
+#[derive(Deserialize)]
+struct GrantForm {
+    until: String,
+    note: String,
+}
+
+async fn grant(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: CsrfForm<GrantForm>,
+) -> Result<Response, AppError> {
+    let admin = require_admin(&form)?;
+    let id = path_user(&raw)?;
+    let until = NaiveDate::parse_from_str(form.form.until.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            AppError::invalid("invalid_date", "until must be a date such as 2026-12-31")
+        })?;
+    if until <= Utc::now() {
+        return Err(AppError::invalid(
+            "invalid_date",
+            "until must be in the future",
+        ));
+    }
+    let note = form.form.note.trim();
+    if note.is_empty() || note.len() > 500 {
+        return Err(AppError::invalid(
+            "invalid_note",
+            "a note of 1-500 characters says why",
+        ));
+    }
+    db::users::find(&state.db.pool, &id)
+        .await?
+        .ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
+    let before = describe(&state, &id).await?;
+    db::users::set_complimentary(&state.db.pool, &id, Some(until), Some(note)).await?;
+    audited(
+        &state,
+        &admin,
+        &id,
+        &format!("grant complimentary access: {note}"),
+        before,
+    )
+    .await
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: CsrfForm<NoFields>,
+) -> Result<Response, AppError> {
+    let admin = require_admin(&form)?;
+    let id = path_user(&raw)?;
+    let before = describe(&state, &id).await?;
+    db::users::set_complimentary(&state.db.pool, &id, None, None).await?;
+    audited(&state, &admin, &id, "revoke complimentary access", before).await
+}
+
+fn require_admin<T>(form: &CsrfForm<T>) -> Result<UserId, AppError> {
+    if form.user.admin {
+        Ok(form.user.id.clone())
+    } else {
+        Err(AppError::Forbidden(
+            "the admin pages are for support staff".into(),
+        ))
+    }
+}
+
+struct ProblemView {
+    id: String,
+    kind: String,
+    created: String,
+    state: String,
+    attempts: i64,
+    who: String,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/events.html")]
+struct EventsPage {
+    chrome: Chrome,
+    events: Vec<ProblemView>,
+}
+
+async fn events_page(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+) -> Result<Response, AppError> {
+    let events = db::events::list_in_states(&state.db.pool, &["failed", "dead", "unmatched"], 500)
+        .await?
+        .into_iter()
+        .map(|e| ProblemView {
+            who: e
+                .user_id
+                .clone()
+                .or(e.customer_id.clone())
+                .unwrap_or_else(|| "—".into()),
+            id: e.id,
+            kind: e.kind,
+            created: when(Some(e.created)),
+            state: e.state,
+            attempts: e.attempts,
+            error: e.last_error.unwrap_or_default(),
+        })
+        .collect();
+    Ok(render(&EventsPage {
+        chrome: Chrome::new(&state, Some(&admin)),
+        events,
+    }))
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<NoFields>,
+) -> Result<Response, AppError> {
+    let admin = require_admin(&form)?;
+    let event = db::events::find(&state.db.pool, &id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no event {id:?}")))?;
+    let named = event.user_id.as_deref().and_then(|u| UserId::parse(u).ok());
+    let before = match &named {
+        Some(u) if db::users::find(&state.db.pool, u).await?.is_some() => {
+            Some(describe(&state, u).await?)
+        }
+        _ => None,
+    };
+    let outcome = apply::process(&state, &id, true).await?;
+    let result = outcome.map_or("not replayed (already applied or in progress)", |o| {
+        o.as_str()
+    });
+    let matched = db::events::find(&state.db.pool, &id)
+        .await?
+        .and_then(|e| e.user_id)
+        .and_then(|u| UserId::parse(&u).ok());
+    match (matched.or(named), before) {
+        (Some(user), Some(before)) => {
+            audited(
+                &state,
+                &admin,
+                &user,
+                &format!("replay event {} ({}) → {result}", event.id, event.kind),
+                before,
+            )
+            .await
+        }
+        _ => {
+            tracing::info!(admin = %admin, event = %event.id, result, "admin replayed an event");
+            Ok(Redirect::to("/admin/events").into_response())
+        }
+    }
+}

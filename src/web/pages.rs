@@ -1,0 +1,428 @@
+//! The truck owner's pages: plans, the Checkout return and cancel pages, the account page, and
+//! signing in (the Auth service's hand-off, and a dev form in debug mode).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::billing::entitlement::{self, EntitlementAnswer};
+use crate::billing::{checkout, plans, users};
+use crate::db;
+use crate::domain::{Email, EntitlementStatus, Plan, Reason, UserId};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::html::{Chrome, is_htmx, render};
+use crate::web::session::{self, CsrfForm, SessionUser};
+
+/// The owner's pages and sign-in.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(plans_page))
+        .route("/billing/return", get(return_page))
+        .route("/billing/return/status", get(return_status))
+        .route("/billing/cancel", get(cancel_page))
+        .route("/account", get(account_page))
+        .route("/auth/handoff", get(handoff))
+        .route("/auth/signin", get(signin_page))
+        .route("/auth/dev-signin", post(dev_signin))
+        .route("/auth/signout", post(signout))
+}
+
+/// "Tue 3 Dec" (with the year when it is not this year).
+pub fn day(t: DateTime<Utc>) -> String {
+    if t.format("%Y").to_string() == Utc::now().format("%Y").to_string() {
+        t.format("%a %-d %b").to_string()
+    } else {
+        t.format("%a %-d %b %Y").to_string()
+    }
+}
+
+/// The status in the owner's words: "Active — renews Tue 3 Dec".
+pub fn summary(answer: &EntitlementAnswer) -> String {
+    let e = answer.entitlement.as_ref();
+    let end = e.and_then(|e| e.current_period_end).map(day);
+    match answer.decision.reason {
+        Reason::Active => match (e.is_some_and(|e| e.cancel_at_period_end), end) {
+            (true, Some(end)) => format!("Active — ends on {end}"),
+            (false, Some(end)) => format!("Active — renews {end}"),
+            (_, None) => "Active".into(),
+        },
+        Reason::Trialing => end.map_or("Free trial".into(), |end| {
+            format!("Free trial — ends {end}")
+        }),
+        Reason::PastDueGrace => format!(
+            "Payment failed — access kept until {}",
+            answer.decision.valid_until.map(day).unwrap_or_default()
+        ),
+        Reason::PastDue => "Payment failed — paid features are off".into(),
+        Reason::Paused => "Paused".into(),
+        Reason::Canceled => end.map_or("Canceled".into(), |end| format!("Canceled — ended {end}")),
+        Reason::NoSubscription => "No subscription".into(),
+        Reason::Complimentary => format!(
+            "Complimentary access until {}",
+            answer.decision.valid_until.map(day).unwrap_or_default()
+        ),
+    }
+}
+
+fn css_status(answer: &EntitlementAnswer) -> &'static str {
+    answer.status()
+}
+
+struct OfferView {
+    id: &'static str,
+    title: &'static str,
+    price: String,
+    blurb: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "pages/plans.html")]
+struct PlansPage {
+    chrome: Chrome,
+    user_id: String,
+    status: &'static str,
+    status_label: String,
+    subscribed: bool,
+    current_plan: Option<String>,
+    plans: Vec<OfferView>,
+}
+
+async fn plans_page(
+    State(state): State<AppState>,
+    user: SessionUser,
+) -> Result<Response, AppError> {
+    let answer = entitlement::check(&state, &user.id).await?;
+    let subscribed = db::subscriptions::for_user(&state.db.pool, user.id.as_str())
+        .await?
+        .iter()
+        .any(|s| s.stripe_status.blocks_new_checkout());
+    let plans = plans::offers(&state)
+        .await
+        .into_iter()
+        .map(|o| match o.plan {
+            Plan::Weekly => OfferView {
+                id: "weekly",
+                title: "Weekly",
+                price: o.price,
+                blurb: "Pay week by week; stop any time.",
+            },
+            Plan::Monthly => OfferView {
+                id: "monthly",
+                title: "Monthly",
+                price: o.price,
+                blurb: "One payment a month; the better deal.",
+            },
+        })
+        .collect();
+    Ok(render(&PlansPage {
+        chrome: Chrome::new(&state, Some(&user)),
+        user_id: user.id.to_string(),
+        status: css_status(&answer),
+        status_label: summary(&answer),
+        subscribed,
+        current_plan: answer
+            .entitlement
+            .as_ref()
+            .and_then(|e| e.plan)
+            .map(|p| p.to_string()),
+        plans,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ReturnParams {
+    session_id: String,
+    #[serde(default)]
+    n: u32,
+}
+
+#[derive(Template)]
+#[template(path = "pages/_return_status.html")]
+struct ReturnStatus {
+    session_id: String,
+    entitled: bool,
+    polling: bool,
+    status: &'static str,
+    summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/return.html")]
+struct ReturnPage {
+    chrome: Chrome,
+    session_id: String,
+    fragment: String,
+}
+
+/// How long the return page keeps polling (one request a second).
+const MAX_POLLS: u32 = 90;
+
+async fn return_fragment(
+    state: &AppState,
+    user: &UserId,
+    params: &ReturnParams,
+) -> Result<ReturnStatus, AppError> {
+    // The success-page sync: apply the session now rather than wait for the webhook. Failing that
+    // (Stripe slow), the webhook will do it and the polling shows it.
+    if let Err(e) = checkout::sync_session(state, user, &params.session_id).await {
+        match e {
+            AppError::NotFound(_) | AppError::Invalid { .. } => return Err(e),
+            other => {
+                tracing::warn!(error = %other, "success-page sync failed; waiting for the webhook")
+            }
+        }
+    }
+    let answer = entitlement::check(state, user).await?;
+    let entitled = answer.decision.entitled;
+    Ok(ReturnStatus {
+        session_id: params.session_id.clone(),
+        entitled,
+        polling: !entitled && params.n < MAX_POLLS,
+        status: css_status(&answer),
+        summary: summary(&answer),
+    })
+}
+
+async fn return_page(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Query(params): Query<ReturnParams>,
+) -> Result<Response, AppError> {
+    let fragment = return_fragment(&state, &user.id, &params).await?;
+    let html = fragment
+        .render()
+        .map_err(|e| AppError::Internal(format!("template: {e}")))?;
+    Ok(render(&ReturnPage {
+        chrome: Chrome::new(&state, Some(&user)),
+        session_id: params.session_id,
+        fragment: html,
+    }))
+}
+
+async fn return_status(
+    State(state): State<AppState>,
+    user: SessionUser,
+    Query(mut params): Query<ReturnParams>,
+) -> Result<Response, AppError> {
+    params.n = params.n.saturating_add(1);
+    let mut fragment = return_fragment(&state, &user.id, &params).await?;
+    // The next poll carries the count so polling stops after MAX_POLLS.
+    fragment.session_id = format!("{}&n={}", fragment.session_id, params.n);
+    Ok(render(&fragment))
+}
+
+#[derive(Template)]
+#[template(path = "pages/cancel.html")]
+struct CancelPage {
+    chrome: Chrome,
+}
+
+async fn cancel_page(State(state): State<AppState>, user: Option<SessionUser>) -> Response {
+    render(&CancelPage {
+        chrome: Chrome::new(&state, user.as_ref()),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "pages/account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    status: &'static str,
+    summary: String,
+    plan: Option<String>,
+    paused: bool,
+    past_due: bool,
+    action_needed: bool,
+    complimentary: Option<String>,
+    has_customer: bool,
+}
+
+async fn account_page(
+    State(state): State<AppState>,
+    user: SessionUser,
+) -> Result<Response, AppError> {
+    let answer = entitlement::check(&state, &user.id).await?;
+    let stored = db::users::find(&state.db.pool, &user.id).await?;
+    let e = answer.entitlement.as_ref();
+    let complimentary = stored
+        .as_ref()
+        .and_then(|u| u.complimentary_until.filter(|t| *t > Utc::now()))
+        .filter(|_| answer.decision.reason != Reason::Complimentary)
+        .map(|until| format!("Support also granted you access until {}.", day(until)));
+    Ok(render(&AccountPage {
+        chrome: Chrome::new(&state, Some(&user)),
+        status: css_status(&answer),
+        summary: summary(&answer),
+        plan: e.and_then(|e| e.plan).map(|p| p.to_string()),
+        paused: e.is_some_and(|e| e.pause_active && e.status != EntitlementStatus::Canceled),
+        past_due: e.is_some_and(|e| e.status == EntitlementStatus::PastDue && !e.pause_active),
+        action_needed: e.is_some_and(|e| e.action_required),
+        complimentary,
+        has_customer: stored.is_some_and(|u| u.stripe_customer_id.is_some()),
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "pages/signin.html")]
+struct SigninPage {
+    chrome: Chrome,
+    problem: Option<String>,
+    recent: Vec<String>,
+}
+
+async fn signin_page_with(
+    state: &AppState,
+    problem: Option<String>,
+) -> Result<SigninPage, AppError> {
+    let recent = if state.settings.debug {
+        db::admin::recent_users(&state.db.pool, 10).await?
+    } else {
+        Vec::new()
+    };
+    Ok(SigninPage {
+        chrome: Chrome::new(state, None),
+        problem,
+        recent,
+    })
+}
+
+async fn signin_page(State(state): State<AppState>) -> Result<Response, AppError> {
+    Ok(render(&signin_page_with(&state, None).await?))
+}
+
+#[derive(Deserialize)]
+struct HandoffParams {
+    #[serde(default)]
+    token: String,
+}
+
+/// `GET /auth/handoff?token=…`: a valid, unused token signs the user in (creating them if new) and
+/// redirects to the plans, leaving no token in the address bar; anything else gets a clear page
+/// and no session. The token never reaches a log (spans log the path only).
+async fn handoff(
+    State(state): State<AppState>,
+    session: Session,
+    Query(params): Query<HandoffParams>,
+) -> Result<Response, AppError> {
+    let refuse = |problem: String| async {
+        let mut page = render(&signin_page_with(&state, Some(problem)).await?);
+        *page.status_mut() = StatusCode::UNAUTHORIZED;
+        Ok::<Response, AppError>(page)
+    };
+    let Some(secret) = &state.settings.auth_secret else {
+        return refuse("Sign-in links are not configured on this server (MSR_AUTH_SECRET).".into())
+            .await;
+    };
+    let now = Utc::now().timestamp();
+    let verified = match crate::auth::verify(&params.token, secret.expose().as_bytes(), now) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(reason = %e, "hand-off refused");
+            return refuse(format!("{e}.")).await;
+        }
+    };
+    db::admin::forget_expired_tokens(&state.db.pool, now).await?;
+    if !db::admin::use_token(&state.db.pool, &verified.jti, verified.exp).await? {
+        tracing::info!(user.id = %verified.user_id, "hand-off token replayed");
+        return refuse(format!("{}.", crate::auth::TokenError::Replayed)).await;
+    }
+    match users::create(&state, &verified.user_id, &verified.email).await {
+        Ok(_) => {}
+        // The Auth service owns the address: follow it.
+        Err(AppError::Conflict { .. }) => {
+            users::update_email(&state, &verified.user_id, &verified.email).await?
+        }
+        Err(other) => return Err(other),
+    }
+    session::sign_in(&session, &verified.user_id, verified.admin).await?;
+    tracing::info!(user.id = %verified.user_id, admin = verified.admin, "signed in by hand-off");
+    Ok(Redirect::to("/").into_response())
+}
+
+#[derive(Deserialize)]
+struct DevSigninForm {
+    user_id: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    admin: Option<String>,
+}
+
+/// Debug only: sign in as any user (creating them when an e-mail is given).
+async fn dev_signin(
+    State(state): State<AppState>,
+    session: Session,
+    axum::Form(form): axum::Form<DevSigninForm>,
+) -> Result<Response, AppError> {
+    if !state.settings.debug {
+        return Err(AppError::NotFound("no such route".into()));
+    }
+    let id = UserId::parse(form.user_id.trim())
+        .map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))?;
+    if db::users::find(&state.db.pool, &id).await?.is_none() {
+        let email = Email::parse(&form.email).map_err(|_| {
+            AppError::invalid(
+                "invalid_email",
+                format!("user {id} does not exist yet: give an e-mail address to create it"),
+            )
+        })?;
+        users::create(&state, &id, &email).await?;
+    }
+    session::sign_in(&session, &id, form.admin.as_deref() == Some("true")).await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+#[derive(Deserialize)]
+struct NoFields {}
+
+async fn signout(CsrfForm { user, .. }: CsrfForm<NoFields>) -> Result<Response, AppError> {
+    session::sign_out(&user.session).await?;
+    Ok(Redirect::to("/auth/signin").into_response())
+}
+
+/// The browser side of `POST /billing/checkout`: a form with the plan, answered 303 to Stripe.
+pub async fn checkout_form(
+    state: &AppState,
+    form: CsrfForm<PlanForm>,
+) -> Result<Response, AppError> {
+    let plan: Plan = form
+        .form
+        .plan
+        .parse()
+        .map_err(|e: crate::domain::InvalidValue| {
+            AppError::invalid("invalid_plan", e.to_string())
+        })?;
+    let started = checkout::start(state, &form.user.id, plan).await?;
+    Ok(Redirect::to(&started.url).into_response())
+}
+
+/// The browser side of `POST /billing/portal`: 303 to the Stripe portal.
+pub async fn portal_form(
+    state: &AppState,
+    form: CsrfForm<NoFieldsPublic>,
+) -> Result<Response, AppError> {
+    let url = checkout::open_portal(state, &form.user.id).await?;
+    Ok(Redirect::to(&url).into_response())
+}
+
+/// The checkout form.
+#[derive(Debug, Deserialize)]
+pub struct PlanForm {
+    plan: String,
+}
+
+/// A form with nothing but the CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct NoFieldsPublic {}
+
+/// Whether a response should be a fragment (htmx) or a full page.
+pub fn wants_fragment(headers: &HeaderMap) -> bool {
+    is_htmx(headers)
+}
