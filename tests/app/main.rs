@@ -7,6 +7,7 @@ mod billing;
 mod commands;
 mod dev_routes;
 mod entitlement;
+mod pages;
 mod process;
 mod resilience;
 mod service;
