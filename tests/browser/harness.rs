@@ -1,0 +1,583 @@
+//! What every journey stands on: the real application in this process (demo mode, its own SQLite
+//! file, the embedded Stripe simulator), a ChromeDriver of its own, and a phone-sized headless
+//! Chromium driven through WebDriver, with helpers that wait for what a person would see.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Datelike, Utc};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures::FutureExt;
+use msr_billing::domain::UserId;
+use msr_billing::state::AppState;
+use serde_json::json;
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
+
+/// How long a person would wait for something to appear before calling it broken.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(100);
+/// The secret the test app checks hand-off tokens with.
+const AUTH_SECRET: &str = "browser-test-secret";
+/// The phone the pages are looked at on (an iPhone 12-14 in CSS pixels).
+pub const PHONE: (u32, u32) = (390, 844);
+
+/// Browsers running at once: each is a Chromium plus a ChromeDriver, and the machine has two cores
+/// shared with other work; more at once only makes every wait slower.
+static BROWSERS: Semaphore = Semaphore::const_new(2);
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Reports that the journeys cannot run here; with `MSR_TEST_REQUIRE_ALL=1` that is a failure.
+fn skip(why: &str) {
+    if std::env::var("MSR_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("the browser journeys cannot be skipped with MSR_TEST_REQUIRE_ALL=1: {why}");
+    }
+    eprintln!("SKIPPED browser journeys: {why}");
+}
+
+/// Why the journeys cannot run on this machine, if they cannot.
+fn missing_tools() -> Option<String> {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    (!missing.is_empty()).then(|| format!("{} not installed", missing.join(" and ")))
+}
+
+/// Where screenshots go: `target/screenshots/` (or under `CARGO_TARGET_DIR`).
+pub fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("screenshots")
+}
+
+// ------------------------------------------------------------------------------------ the app
+
+/// The service under test, serving on a port of its own until dropped.
+pub struct App {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The handlers' state: the database and the embedded simulator.
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    async fn spawn() -> App {
+        let dir = tempfile::tempdir().expect("a temporary folder for the database");
+        let db = format!("sqlite://{}/t.db", dir.path().display());
+        let env: HashMap<String, String> = [
+            ("MSR_LISTEN_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", db.as_str()),
+            ("MSR_DEBUG", "true"),
+            ("MSR_AUTH_SECRET", AUTH_SECRET),
+            ("MSR_ADMIN_USER_IDS", "support-1"),
+            // Webhooks only: nothing but the journey's own actions changes the state.
+            ("MSR_EVENTS_POLL_INTERVAL", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings =
+            msr_billing::config::Settings::from_source(&env).expect("the test settings are valid");
+        let app = msr_billing::startup::Application::build(settings)
+            .await
+            .expect("the app starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        App {
+            base,
+            state,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    /// The embedded Stripe simulator.
+    pub fn sim(&self) -> &msr_stripe_sim::Simulator {
+        self.state
+            .sim
+            .as_ref()
+            .expect("demo mode embeds the simulator")
+    }
+
+    /// A one-time sign-in link as the platform's Auth service makes them (valid two minutes).
+    pub fn handoff_url(&self, user: &str, email: &str, admin: bool) -> String {
+        let now = Utc::now().timestamp();
+        let mut claims = json!({
+            "sub": user, "email": email, "iat": now, "exp": now + 120,
+            "jti": format!("{:032x}", rand::random::<u128>()),
+        });
+        if admin {
+            claims["role"] = json!("admin");
+        }
+        let token = msr_billing::auth::sign(&claims, AUTH_SECRET.as_bytes());
+        format!("{}/auth/handoff?token={token}", self.base)
+    }
+
+    /// Waits until the simulator has delivered every webhook it owes (the service applies each
+    /// before answering), as a person would by taking a few seconds to look at the page.
+    pub async fn settle(&self) {
+        assert!(
+            self.sim().wait_for_deliveries(PATIENCE).await,
+            "the simulator still had webhooks to deliver after {PATIENCE:?}"
+        );
+    }
+
+    /// The subscription the service has on file for `user`.
+    pub async fn subscription_of(&self, user: &str) -> String {
+        let id = UserId::parse(user).expect("a valid user id");
+        msr_billing::db::entitlements::find(&self.state.db.pool, &id)
+            .await
+            .expect("the entitlement can be read")
+            .and_then(|e| e.stripe_subscription_id)
+            .unwrap_or_else(|| panic!("{user} has no subscription on file"))
+            .to_string()
+    }
+
+    /// When the simulator says `user`'s current period ends.
+    pub async fn period_end(&self, user: &str) -> DateTime<Utc> {
+        let sub = self.subscription_of(user).await;
+        let object = self
+            .sim()
+            .subscription(&sub)
+            .unwrap_or_else(|| panic!("the simulator knows no {sub}"));
+        object["items"]["data"][0]["current_period_end"]
+            .as_i64()
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+            .unwrap_or_else(|| panic!("{sub} has no period end: {object}"))
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A date as the owner reads it: "Tue 3 Dec", with the year when it is not this year's.
+pub fn owner_date(t: DateTime<Utc>) -> String {
+    if t.year() == Utc::now().year() {
+        t.format("%a %-d %b").to_string()
+    } else {
+        t.format("%a %-d %b %Y").to_string()
+    }
+}
+
+// ------------------------------------------------------------------------------ chromedriver
+
+/// A ChromeDriver this test started; killed (by its process id) when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port for ChromeDriver")
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ChromeDriver starts");
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let ready = client
+                .get(format!("{}/status", driver.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return driver;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ChromeDriver did not answer /status on port {port} within {PATIENCE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ----------------------------------------------------------------------------------- journey
+
+/// One journey: its own app, database, ChromeDriver and browser session.
+pub struct Journey {
+    /// The service.
+    pub app: App,
+    /// The browser.
+    pub browser: Browser,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+    _permit: SemaphorePermit<'static>,
+}
+
+impl Journey {
+    /// Runs `steps` in a fresh browser on a fresh app, then closes the browser whatever happened;
+    /// `name` prefixes the screenshots. Skips (or, with `MSR_TEST_REQUIRE_ALL=1`, fails) when
+    /// Chromium or ChromeDriver is missing.
+    pub async fn run<F>(name: &'static str, steps: F)
+    where
+        F: AsyncFnOnce(&Journey),
+    {
+        if let Some(why) = missing_tools() {
+            skip(&why);
+            return;
+        }
+        let permit = BROWSERS.acquire().await.expect("the browser limiter is open");
+        let app = App::spawn().await;
+        let driver = Driver::start().await;
+        let profile = tempfile::tempdir().expect("a temporary browser profile");
+        let client = connect(&driver.url, profile.path()).await;
+        let journey = Journey {
+            browser: Browser {
+                client,
+                base: app.base.clone(),
+                name,
+                shots: std::sync::Mutex::new(0),
+            },
+            app,
+            _driver: driver,
+            _profile: profile,
+            _permit: permit,
+        };
+        let outcome = AssertUnwindSafe(steps(&journey)).catch_unwind().await;
+        if outcome.is_err() {
+            journey.browser.shot("FAILED").await;
+        }
+        let _ = journey.browser.client.clone().close().await;
+        drop(journey);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+async fn connect(driver: &str, profile: &Path) -> Client {
+    let (w, h) = PHONE;
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", format!("--user-data-dir={}", profile.display()),
+                format!("--window-size={w},{h}"),
+            ],
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!("a JSON object literal")
+    };
+    ClientBuilder::rustls()
+        .expect("rustls initialises")
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("ChromeDriver opens a Chromium session")
+}
+
+// ----------------------------------------------------------------------------------- browser
+
+/// The browser, with the few gestures the journeys need. Every wait gives up after
+/// [`PATIENCE`] with a message saying what was awaited and what the page showed instead.
+pub struct Browser {
+    /// The WebDriver session.
+    pub client: Client,
+    base: String,
+    name: &'static str,
+    shots: std::sync::Mutex<u32>,
+}
+
+impl Browser {
+    /// Opens a path of the app (or an absolute URL).
+    pub async fn open(&self, path: &str) {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        self.client
+            .goto(&url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    }
+
+    /// The address bar.
+    pub async fn url(&self) -> url::Url {
+        self.client.current_url().await.expect("the current URL")
+    }
+
+    /// Waits until the address bar's path starts with `prefix`; returns the whole URL.
+    pub async fn wait_for_path(&self, prefix: &str) -> url::Url {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let url = self.url().await;
+            if url.path().starts_with(prefix) {
+                return url;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("waited {PATIENCE:?} for a page under {prefix}"))
+                    .await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits for an element.
+    pub async fn find(&self, css: &str) -> Element {
+        match self
+            .client
+            .wait()
+            .at_most(PATIENCE)
+            .every(POLL)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                self.fail(&format!("waited for `{css}` ({e})")).await;
+            }
+        }
+    }
+
+    /// Every element matching `css` now (no waiting).
+    pub async fn all(&self, css: &str) -> Vec<Element> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("finding `{css}`: {e}"))
+    }
+
+    /// The visible text of an element (waiting for it).
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.expect("an element's text")
+    }
+
+    /// Waits until the element `css` (looked up afresh each time, as htmx replaces it) shows
+    /// `needle`; returns its whole text.
+    pub async fn wait_for_text(&self, css: &str, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await {
+                // The element may be swapped out between finding and reading it.
+                if let Ok(text) = e.text().await {
+                    if text.contains(needle) {
+                        return text;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("waited {PATIENCE:?} for `{css}` to show {needle:?}"))
+                    .await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Presses the button labelled exactly `label` (the first such, waiting for it).
+    pub async fn press(&self, label: &str) {
+        self.press_in("", label).await;
+    }
+
+    /// Presses the button labelled `label` inside the element `scope` (a CSS selector).
+    pub async fn press_in(&self, scope: &str, label: &str) {
+        let xpath = format!("//button[normalize-space()={}]", xpath_literal(label));
+        let deadline = Instant::now() + PATIENCE;
+        let button = loop {
+            let found = if scope.is_empty() {
+                self.client.find(Locator::XPath(&xpath)).await
+            } else {
+                match self.client.find(Locator::Css(scope)).await {
+                    Ok(s) => s.find(Locator::XPath(&format!(".{xpath}"))).await,
+                    Err(e) => Err(e),
+                }
+            };
+            if let Ok(b) = found {
+                break b;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("waited {PATIENCE:?} for a {label:?} button"))
+                    .await;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        button
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("pressing {label:?}: {e}"));
+    }
+
+    /// Follows the link whose text is exactly `text`.
+    pub async fn follow(&self, text: &str) {
+        let link = match self
+            .client
+            .wait()
+            .at_most(PATIENCE)
+            .every(POLL)
+            .for_element(Locator::LinkText(text))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => self.fail(&format!("waited for a link {text:?} ({e})")).await,
+        };
+        link.click()
+            .await
+            .unwrap_or_else(|e| panic!("following {text:?}: {e}"));
+    }
+
+    /// Types into a field, as a person does: one key at a time (htmx listens to `input`).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.find(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into `{css}`: {e}"));
+    }
+
+    /// Marks the current document; [`Browser::same_document`] then says whether the page was
+    /// reloaded or left since (the mark lives only as long as the document).
+    pub async fn mark_document(&self) {
+        self.client
+            .execute("window.__journeyMark = true;", vec![])
+            .await
+            .expect("running a script");
+    }
+
+    /// Whether the document marked by [`Browser::mark_document`] is still the one shown.
+    pub async fn same_document(&self) -> bool {
+        self.client
+            .execute("return window.__journeyMark === true;", vec![])
+            .await
+            .expect("running a script")
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// Width of the layout viewport, in CSS pixels.
+    pub async fn viewport_width(&self) -> u64 {
+        self.client
+            .execute("return window.innerWidth;", vec![])
+            .await
+            .expect("running a script")
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// How far the page is wider than the viewport (a phone would scroll sideways), in pixels.
+    pub async fn horizontal_overflow(&self) -> i64 {
+        self.client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .expect("running a script")
+            .as_i64()
+            .unwrap_or(0)
+    }
+
+    /// Saves the whole page, as it looks on the phone, to
+    /// `target/screenshots/<journey>-<nn>-<step>.png`: the window is stretched to the page's
+    /// height for the picture (the width stays the phone's) and put back after.
+    pub async fn shot(&self, step: &str) {
+        let n = {
+            let mut shots = self.shots.lock().unwrap_or_else(|p| p.into_inner());
+            *shots += 1;
+            *shots
+        };
+        let dir = screenshot_dir();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("cannot create {}: {e}", dir.display());
+            return;
+        }
+        let (w, h) = PHONE;
+        let height = self
+            .client
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .ok()
+            .and_then(|v| v.as_u64())
+            .map_or(h, |px| (px as u32).clamp(h, 4000));
+        let stretched = height > h && self.client.set_window_size(w, height).await.is_ok();
+        let png = self.client.screenshot().await;
+        if stretched {
+            let _ = self.client.set_window_size(w, h).await;
+        }
+        let path = dir.join(format!("{}-{n:02}-{step}.png", self.name));
+        match png {
+            Ok(png) => {
+                if let Err(e) = std::fs::write(&path, png) {
+                    eprintln!("cannot write {}: {e}", path.display());
+                }
+            }
+            Err(e) => eprintln!("no screenshot {}: {e}", path.display()),
+        }
+    }
+
+    /// Ends the journey with what was awaited, where the browser is and what it shows.
+    async fn fail(&self, what: &str) -> ! {
+        let url = self
+            .client
+            .current_url()
+            .await
+            .map_or_else(|e| format!("(no URL: {e})"), |u| u.to_string());
+        let text = match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let text: String = text.chars().take(1500).collect();
+        panic!("{what}\n  at {url}\n  the page shows:\n{text}");
+    }
+}
+
+/// A string as an XPath literal (XPath 1.0 has no escapes: split around quotes with `concat`).
+fn xpath_literal(s: &str) -> String {
+    if !s.contains('\'') {
+        format!("'{s}'")
+    } else if !s.contains('"') {
+        format!("\"{s}\"")
+    } else {
+        let parts: Vec<String> = s.split('\'').map(|p| format!("'{p}'")).collect();
+        format!("concat({})", parts.join(", \"'\", "))
+    }
+}
+
+/// Runs a future to completion on the journey's runtime; a small shim so journeys read as steps.
+#[allow(dead_code)]
+pub async fn step<T>(f: impl Future<Output = T>) -> T {
+    f.await
+}
