@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod journeys;
+
 mod billing;
 mod commands;
 mod dev_routes;
