@@ -3,12 +3,11 @@
 
 mod helpers;
 
-mod journeys;
-
 mod billing;
 mod commands;
 mod dev_routes;
 mod entitlement;
+mod journeys;
 mod pages;
 mod process;
 mod resilience;

@@ -3,7 +3,6 @@
 //! Chromium driven through WebDriver, with helpers that wait for what a person would see.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -341,17 +340,29 @@ impl Browser {
         self.client.current_url().await.expect("the current URL")
     }
 
-    /// Waits until the address bar's path starts with `prefix`; returns the whole URL.
-    pub async fn wait_for_path(&self, prefix: &str) -> url::Url {
+    /// Waits until the address bar shows the page `path` (exactly); returns the whole URL.
+    pub async fn wait_for_page(&self, path: &str) -> url::Url {
+        self.wait_for_url(&format!("the page {path}"), |u| u.path() == path)
+            .await
+    }
+
+    /// Waits until the address bar shows a page under `prefix`; returns the whole URL.
+    pub async fn wait_for_page_under(&self, prefix: &str) -> url::Url {
+        self.wait_for_url(&format!("a page under {prefix}"), |u| {
+            u.path().starts_with(prefix)
+        })
+        .await
+    }
+
+    async fn wait_for_url(&self, what: &str, ok: impl Fn(&url::Url) -> bool) -> url::Url {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let url = self.url().await;
-            if url.path().starts_with(prefix) {
+            if ok(&url) {
                 return url;
             }
             if Instant::now() > deadline {
-                self.fail(&format!("waited {PATIENCE:?} for a page under {prefix}"))
-                    .await;
+                panic!("{}", self.report(&format!("waited {PATIENCE:?} for {what}")).await);
             }
             tokio::time::sleep(POLL).await;
         }
@@ -368,9 +379,7 @@ impl Browser {
             .await
         {
             Ok(e) => e,
-            Err(e) => {
-                self.fail(&format!("waited for `{css}` ({e})")).await;
-            }
+            Err(e) => panic!("{}", self.report(&format!("waited for `{css}` ({e})")).await),
         }
     }
 
@@ -401,8 +410,8 @@ impl Browser {
                 }
             }
             if Instant::now() > deadline {
-                self.fail(&format!("waited {PATIENCE:?} for `{css}` to show {needle:?}"))
-                    .await;
+                let what = format!("waited {PATIENCE:?} for `{css}` to show {needle:?}");
+                panic!("{}", self.report(&what).await);
             }
             tokio::time::sleep(POLL).await;
         }
@@ -430,8 +439,8 @@ impl Browser {
                 break b;
             }
             if Instant::now() > deadline {
-                self.fail(&format!("waited {PATIENCE:?} for a {label:?} button"))
-                    .await;
+                let what = format!("waited {PATIENCE:?} for a {label:?} button");
+                panic!("{}", self.report(&what).await);
             }
             tokio::time::sleep(POLL).await;
         };
@@ -452,7 +461,7 @@ impl Browser {
             .await
         {
             Ok(l) => l,
-            Err(e) => self.fail(&format!("waited for a link {text:?} ({e})")).await,
+            Err(e) => panic!("{}", self.report(&format!("waited for a link {text:?} ({e})")).await),
         };
         link.click()
             .await
@@ -485,6 +494,21 @@ impl Browser {
             .expect("running a script")
             .as_bool()
             .unwrap_or(false)
+    }
+
+    /// Waits until `script` (a function body) returns `true` in the page.
+    pub async fn wait_for_script(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let ok = self.client.execute(script, vec![]).await;
+            if ok.is_ok_and(|v| v.as_bool() == Some(true)) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("{}", self.report(&format!("waited {PATIENCE:?} for {what}")).await);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Width of the layout viewport, in CSS pixels.
@@ -548,8 +572,9 @@ impl Browser {
         }
     }
 
-    /// Ends the journey with what was awaited, where the browser is and what it shows.
-    async fn fail(&self, what: &str) -> ! {
+    /// What was awaited, where the browser is and what it shows: the message a failed wait ends
+    /// the journey with.
+    pub async fn report(&self, what: &str) -> String {
         let url = self
             .client
             .current_url()
@@ -560,7 +585,7 @@ impl Browser {
             Err(_) => String::new(),
         };
         let text: String = text.chars().take(1500).collect();
-        panic!("{what}\n  at {url}\n  the page shows:\n{text}");
+        format!("{what}\n  at {url}\n  the page shows:\n{text}")
     }
 }
 
@@ -574,10 +599,4 @@ fn xpath_literal(s: &str) -> String {
         let parts: Vec<String> = s.split('\'').map(|p| format!("'{p}'")).collect();
         format!("concat({})", parts.join(", \"'\", "))
     }
-}
-
-/// Runs a future to completion on the journey's runtime; a small shim so journeys read as steps.
-#[allow(dead_code)]
-pub async fn step<T>(f: impl Future<Output = T>) -> T {
-    f.await
 }
