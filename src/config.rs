@@ -145,6 +145,8 @@ pub struct Settings {
     pub session_idle: Duration,
     /// `MSR_STATIC_DIR`: where the stylesheet and htmx are served from.
     pub static_dir: String,
+    /// `MSR_HEADER_TIMEOUT`: how long a client may take to send its request headers (slow-loris).
+    pub header_timeout: Duration,
 }
 
 /// Reads variables from somewhere: the process environment in production, a map in tests.
@@ -317,6 +319,7 @@ impl Settings {
                 .transpose()?
                 .unwrap_or_default(),
             session_idle: parse_duration_var(env, "MSR_SESSION_IDLE", Duration::hours(12))?,
+            header_timeout: parse_duration_var(env, "MSR_HEADER_TIMEOUT", Duration::seconds(10))?,
             static_dir: env
                 .get("MSR_STATIC_DIR")
                 .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned()),

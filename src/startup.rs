@@ -88,17 +88,86 @@ impl Application {
 
     /// Serves until `stop` completes, letting in-flight requests finish. The background worker runs
     /// beside the server.
+    ///
+    /// hyper directly (not `axum::serve`) for the limits the open internet needs: a client must send
+    /// its request headers within `MSR_HEADER_TIMEOUT` (slow-loris connections do not hold workers)
+    /// and at most [`MAX_HEADER_BYTES`] of them.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        use hyper_util::server::conn::auto::Builder;
+        use hyper_util::server::graceful::GracefulShutdown;
+        use tower::ServiceExt;
+
         crate::billing::worker::spawn(self.state.clone());
         spawn_session_cleanup(&self.state.sessions);
         let router = crate::web::router(self.state.clone());
         tracing::info!(port = self.port, "serving");
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(stop)
+        let header_timeout = self
+            .state
+            .settings
+            .header_timeout
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(10));
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_HEADER_BYTES);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_BYTES as u32);
+        let graceful = GracefulShutdown::new();
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut stop => break,
+            };
+            let router = router.clone();
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    router.clone().oneshot(request.map(axum::body::Body::new))
+                },
+            );
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: waiting for in-flight requests");
+        let limit = self
+            .state
+            .settings
+            .request_timeout
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(30))
+            + std::time::Duration::from_secs(5);
+        if tokio::time::timeout(limit, graceful.shutdown())
             .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish in time; closing them");
+        }
+        Ok(())
     }
 }
 
@@ -182,6 +251,9 @@ fn fix_port_zero(settings: &mut Settings, port: u16) {
         }
     }
 }
+
+/// Most bytes of request headers accepted.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Where the embedded simulator is mounted in demo mode.
 pub const SIMULATOR_PATH: &str = "/_stripe";

@@ -25,6 +25,7 @@ pub mod health;
 pub mod html;
 pub mod middleware;
 pub mod pages;
+pub mod security;
 pub mod session;
 pub mod webhook;
 pub mod wire;
@@ -94,6 +95,10 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(middleware::log_errors))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.settings.public_url.scheme() == "https",
+                    security::headers,
+                ))
                 .layer(axum::middleware::from_fn_with_state(
                     timeout,
                     middleware::timeout,

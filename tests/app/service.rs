@@ -138,3 +138,83 @@ async fn the_same_code_serves_on_postgresql() {
         "pg1"
     );
 }
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = TestApp::spawn().await;
+    let page = app
+        .request(Method::GET, "/auth/signin")
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let h = page.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h.contains_key("referrer-policy"));
+    assert!(
+        !h.contains_key("strict-transport-security"),
+        "no HSTS over plain http"
+    );
+    let https = TestApp::spawn_with(&[("MSR_PUBLIC_URL", "https://billing.example.com/")]).await;
+    let h = https.get("/healthz").await;
+    assert!(
+        h.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=")
+    );
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_and_does_not_block_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[("MSR_HEADER_TIMEOUT", "1s")]).await;
+    let mut slow = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Others are served meanwhile.
+    assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server closed the slow connection within the header timeout"
+    );
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "no answer to an unfinished request"
+    );
+}
+
+#[tokio::test]
+async fn oversized_request_headers_are_refused() {
+    let app = TestApp::spawn().await;
+    let huge = "x".repeat(100 * 1024);
+    let response = app
+        .request(Method::GET, "/healthz")
+        .header("X-Padding", huge)
+        .send()
+        .await;
+    match response {
+        Ok(r) => assert_eq!(r.status().as_u16(), 431),
+        Err(e) => assert!(
+            e.is_request() || e.is_connect() || e.to_string().contains("connection"),
+            "{e}"
+        ),
+    }
+}
