@@ -1,4 +1,5 @@
 //! The `msr-billing` binary: read the configuration, start logging, then serve or run a command.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::ExitCode;
 

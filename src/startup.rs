@@ -175,6 +175,7 @@ impl Application {
 /// commands (`sync`, `events`) use this alone; `port` is where this process serves (or would).
 pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, StartupError> {
     fix_port_zero(&mut settings, port);
+    crate::web::ops::recorder();
     let db = Db::connect(settings.database_url.expose(), settings.db_max_connections).await?;
     db.migrate().await?;
     announce(&settings, &db);

@@ -51,6 +51,8 @@ pub async fn process(
     match result {
         Ok(outcome) => {
             Counters::bump(&state.counters.events_processed);
+            metrics::counter!("msr_webhook_events_total", "type" => stored.kind.clone(), "outcome" => outcome.as_str())
+                .increment(1);
             Ok(Some(outcome))
         }
         Err(e) => {
@@ -64,6 +66,8 @@ pub async fn process(
             )
             .await?;
             tracing::warn!(event = event_id, error = %detail, state = outcome.as_str(), "event not applied; will retry");
+            metrics::counter!("msr_webhook_events_total", "type" => stored.kind.clone(), "outcome" => outcome.as_str())
+                .increment(1);
             Ok(Some(outcome))
         }
     }
@@ -275,6 +279,7 @@ async fn resolve_user(
         return Ok(Match::User(user.id));
     }
     Counters::bump(&state.counters.match_conflicts);
+    metrics::counter!("msr_match_conflicts_total").increment(1);
     tracing::warn!(
         user.id = %user.id,
         customer,

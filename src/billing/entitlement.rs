@@ -41,6 +41,8 @@ pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnsw
         state
             .policy
             .decide_with_grant(entitlement.as_ref(), user.complimentary_until, now);
+    metrics::counter!("msr_entitlement_decisions_total", "reason" => decision.reason.as_str())
+        .increment(1);
     Ok(EntitlementAnswer {
         user_id: user_id.clone(),
         entitlement,

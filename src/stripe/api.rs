@@ -199,7 +199,19 @@ impl StripeApi {
                 .await
                 .unwrap_or(Err(StripeError::Timeout))
                 .map_err(StripeCallError::from);
-            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let elapsed = started.elapsed();
+            let elapsed_ms = elapsed.as_millis() as u64;
+            metrics::histogram!("msr_stripe_api_duration_seconds", "call" => what)
+                .record(elapsed.as_secs_f64());
+            if let Err(e) = &result {
+                let kind = match e {
+                    StripeCallError::Unreachable(_) => "unreachable".to_owned(),
+                    StripeCallError::Api { status, .. } => status.to_string(),
+                    StripeCallError::Parse(_) => "unreadable".to_owned(),
+                };
+                metrics::counter!("msr_stripe_api_errors_total", "call" => what, "kind" => kind)
+                    .increment(1);
+            }
             match result {
                 // 429: over the rate limit. 409: the same Idempotency-Key is in flight (a concurrent
                 // call); its saved answer is ours once it finishes.

@@ -24,6 +24,7 @@ pub mod extract;
 pub mod health;
 pub mod html;
 pub mod middleware;
+pub mod ops;
 pub mod pages;
 pub mod security;
 pub mod session;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(limited(api::router()))
         .merge(limited(pages::router().merge(admin::router())))
         .merge(webhook::router())
+        .merge(ops::router())
         .nest_service("/static", static_files(&state));
     if state.settings.debug {
         app = app.merge(limited(dev::router().merge(devtools::router())));
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         app = app.nest_service(crate::startup::SIMULATOR_PATH, sim.router());
     }
     let app = app
+        .route_layer(axum::middleware::from_fn(ops::track))
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(

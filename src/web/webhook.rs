@@ -47,6 +47,8 @@ async fn receive(
     let now = chrono::Utc::now().timestamp();
     if let Err(e) = signature::verify(header, &body, &state.settings.stripe.webhook_secrets, now) {
         Counters::bump(&state.counters.signature_failures);
+        metrics::counter!("msr_webhook_signature_failures_total", "reason" => e.label())
+            .increment(1);
         tracing::warn!(
             reason = e.label(),
             bytes = body.len(),

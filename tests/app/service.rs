@@ -218,3 +218,41 @@ async fn oversized_request_headers_are_refused() {
         ),
     }
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format_behind_the_internal_key() {
+    let key = "metrics-key-0123456789";
+    let app = TestApp::spawn_with(&[("MSR_INTERNAL_API_KEY", key)]).await;
+    app.create_user("m1", "m1@example.com").await;
+    let answer = app
+        .request(Method::GET, "/billing/entitlement")
+        .header("X-User-Id", "m1")
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 402);
+    assert_error(app.get("/metrics").await, 401, "unauthorized").await;
+    let scrape = app
+        .request(Method::GET, "/metrics")
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status().as_u16(), 200);
+    assert!(
+        scrape.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = scrape.text().await.unwrap();
+    for needle in [
+        "msr_http_requests_total{route=\"/billing/entitlement\",method=\"GET\",status=\"402\"}",
+        "msr_http_request_duration_seconds_bucket{route=\"/billing/entitlement\"",
+        "msr_entitlement_decisions_total{reason=\"no_subscription\"}",
+        "msr_stripe_events{state=\"pending\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,110 @@
+//! `GET /metrics` in Prometheus' text format, protected like the internal API, and the request
+//! metrics middleware.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The process-wide recorder (installed once; every app in the process shares it).
+pub fn recorder() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .ok()?
+                .install_recorder()
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// `/metrics`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(key) = &state.settings.internal_api_key else {
+        // Only reachable in debug mode: without debug the key is required to start.
+        return true;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(presented.as_bytes().ct_eq(key.expose().as_bytes()))
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    if !authorised(&state, &headers) {
+        return Err(AppError::Unauthorized(
+            "/metrics needs Authorization: Bearer <internal API key>".into(),
+        ));
+    }
+    // Event backlog by state, read at scrape time so every instance reports the shared truth.
+    let by_state: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM stripe_events GROUP BY state")
+            .fetch_all(&state.db.pool)
+            .await?;
+    for name in [
+        "pending",
+        "failed",
+        "dead",
+        "unmatched",
+        "applied",
+        "skipped",
+        "ignored",
+        "livemode_mismatch",
+    ] {
+        let n = by_state
+            .iter()
+            .find(|(s, _)| s == name)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("msr_stripe_events", "state" => name).set(n as f64);
+    }
+    metrics::gauge!("msr_db_pool_connections").set(f64::from(state.db.pool.size()));
+    let body = recorder().map(PrometheusHandle::render).unwrap_or_default();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Counts requests and their latency by route (the route pattern, never the raw path, so ids do
+/// not explode the label set).
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("msr_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("msr_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
