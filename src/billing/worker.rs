@@ -12,6 +12,7 @@ use crate::state::AppState;
 
 /// Applies every event that is due now. Returns how many were attempted.
 pub async fn run_due(state: &AppState) -> Result<usize, AppError> {
+    db::events::requeue_linked_unmatched(&state.db.pool).await?;
     let mut attempted = 0;
     loop {
         let ids = db::events::due(&state.db.pool, Utc::now().timestamp(), 100).await?;

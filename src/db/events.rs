@@ -256,6 +256,19 @@ pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(
     Ok(done.rows_affected())
 }
 
+/// Puts back in the queue every unmatched event whose customer is linked to a user by now. (An event
+/// found no user while, concurrently, its customer was being linked: the link's own requeue can run
+/// before that event's "unmatched" is committed. This sweep closes that gap.)
+pub async fn requeue_linked_unmatched<'c, E: Executor<'c, Database = Any>>(ex: E) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE stripe_events SET state = 'pending', next_attempt_at = NULL WHERE state = 'unmatched' \
+         AND customer_id IN (SELECT stripe_customer_id FROM users WHERE stripe_customer_id IS NOT NULL)",
+    )
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Puts the unmatched events that name a user back in the queue (the user was just created).
 pub async fn requeue_unmatched_for_user<'c, E: Executor<'c, Database = Any>>(
     ex: E,
