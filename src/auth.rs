@@ -242,4 +242,21 @@ mod tests {
             Err(TokenError::InvalidClaims)
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Any token: a clear refusal, never a panic (only a correctly signed one is accepted).
+        #[test]
+        fn any_token_is_answered_without_panic(token in ".{0,400}") {
+            proptest::prop_assert!(verify(&token, SECRET, NOW).is_err());
+        }
+
+        #[test]
+        fn jwt_shaped_tokens_are_answered_without_panic(h in "[A-Za-z0-9_-]{0,60}", p in "[A-Za-z0-9_-]{0,200}", s in "[A-Za-z0-9_-]{0,60}") {
+            let token = format!("{h}.{p}.{s}");
+            proptest::prop_assert!(verify(&token, SECRET, NOW).is_err());
+        }
+    }
+
 }

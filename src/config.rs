@@ -147,6 +147,9 @@ pub struct Settings {
     pub static_dir: String,
     /// `MSR_HEADER_TIMEOUT`: how long a client may take to send its request headers (slow-loris).
     pub header_timeout: Duration,
+    /// `MSR_EVENT_RETENTION`: raw event payloads hold personal data; after this long a finished
+    /// event is reduced to its id, type and outcome.
+    pub event_retention: Duration,
 }
 
 /// Reads variables from somewhere: the process environment in production, a map in tests.
@@ -320,6 +323,7 @@ impl Settings {
                 .unwrap_or_default(),
             session_idle: parse_duration_var(env, "MSR_SESSION_IDLE", Duration::hours(12))?,
             header_timeout: parse_duration_var(env, "MSR_HEADER_TIMEOUT", Duration::seconds(10))?,
+            event_retention: parse_duration_var(env, "MSR_EVENT_RETENTION", Duration::days(90))?,
             static_dir: env
                 .get("MSR_STATIC_DIR")
                 .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned()),

@@ -31,6 +31,12 @@ pub async fn run_due(state: &AppState) -> Result<usize, AppError> {
     }
 }
 
+/// Drops personal data from events older than the retention (`MSR_EVENT_RETENTION`).
+pub async fn reduce_old_events(state: &AppState) -> Result<u64, AppError> {
+    let retention = state.settings.event_retention.num_seconds();
+    Ok(db::events::reduce_old(&state.db.pool, Utc::now().timestamp() - retention).await?)
+}
+
 /// Starts the retry worker and the Events API catch-up as tasks of the current runtime.
 pub fn spawn(state: AppState) {
     let interval = state
@@ -39,6 +45,17 @@ pub fn spawn(state: AppState) {
         .to_std()
         .unwrap_or(Duration::from_secs(1))
         .max(Duration::from_millis(50));
+    let retention_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match reduce_old_events(&retention_state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "old event payloads reduced to id, type and outcome"),
+                Err(e) => tracing::warn!(error = %e, "event retention pass failed; will try again"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
     let worker_state = state.clone();
     tokio::spawn(async move {
         loop {

@@ -256,6 +256,20 @@ pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(
     Ok(done.rows_affected())
 }
 
+/// Reduces finished events received before `before` to their id, type and outcome: the payload and
+/// the ids that point at a person are dropped. Returns how many were reduced.
+pub async fn reduce_old<'c, E: Executor<'c, Database = Any>>(ex: E, before: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE stripe_events SET payload = '', customer_id = NULL, subscription_id = NULL, user_id = NULL, \
+         last_error = NULL WHERE received_at < $1 AND payload <> '' \
+         AND state IN ('applied', 'skipped', 'ignored', 'livemode_mismatch', 'dead', 'unmatched')",
+    )
+    .bind(before)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Puts back in the queue every unmatched event whose customer is linked to a user by now. (An event
 /// found no user while, concurrently, its customer was being linked: the link's own requeue can run
 /// before that event's "unmatched" is committed. This sweep closes that gap.)

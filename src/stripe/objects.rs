@@ -247,4 +247,27 @@ mod tests {
         assert!(parse_event(br#"{"type":"x","created":5}"#).is_err());
         assert!(parse_event(b"not json").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Any bytes, and any JSON shaped like an event: an answer, never a panic.
+        #[test]
+        fn any_body_is_answered_without_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024)) {
+            let _ = parse_event(&body);
+        }
+
+        #[test]
+        fn event_shaped_json_is_read_without_panic(id in ".{0,20}", kind in "[a-z._]{0,40}", created in proptest::prelude::any::<i64>(), status in "[a-z_]{0,20}", end in proptest::prelude::any::<i64>()) {
+            let body = json!({"id": format!("evt_{id}"), "type": kind, "created": created,
+                "data": {"object": {"id": format!("sub_{id}"), "object": "subscription", "customer": "cus_1", "status": status,
+                "items": {"data": [{"current_period_end": end, "price": {"id": id}}]}, "created": created}}});
+            if let Ok(event) = parse_event(body.to_string().as_bytes()) {
+                let _ = subscription(&event.object);
+                let _ = checkout_session(&event.object);
+                let _ = invoice_subscription(&event.object);
+            }
+        }
+    }
+
 }

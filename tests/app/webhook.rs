@@ -384,3 +384,24 @@ async fn stripe_down_during_a_refetch_leaves_the_event_failed_and_the_worker_app
         .unwrap();
     assert_eq!(app.event_state("evt_inv").await.as_deref(), Some("applied"));
 }
+
+#[tokio::test]
+async fn old_event_payloads_are_reduced_to_id_type_and_outcome() {
+    let app = StripeApp::spawn_with(&[("MSR_EVENT_RETENTION", "1h")]).await;
+    app.subscribed("ret", "monthly", TestCard::Visa).await;
+    let total = app.count_events().await;
+    sqlx::query("UPDATE stripe_events SET received_at = received_at - 7200").execute(&app.state.db.pool).await.unwrap();
+    let reduced = msr_billing::billing::worker::reduce_old_events(&app.state).await.unwrap();
+    assert_eq!(reduced as i64, total);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE payload <> '' OR customer_id IS NOT NULL OR user_id IS NOT NULL")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE state = 'applied' AND type <> ''")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert!(kept > 0, "id, type and outcome stay");
+    assert_eq!(app.entitled("ret").await.0, 200, "the entitlement does not depend on old payloads");
+}
