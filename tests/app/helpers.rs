@@ -116,6 +116,35 @@ impl Drop for TestDb {
 
 static LOGS: Once = Once::new();
 
+/// Everything every test app of this run logged (at debug level), for the test that greps it for
+/// secrets; echoed to stderr with `TEST_LOG=1`.
+pub static CAPTURED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        if std::env::var("TEST_LOG").is_ok() {
+            std::io::stderr().write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let filter = tracing_subscriber::EnvFilter::new("debug,hyper=info,hyper_util=info,sqlx=info,h2=info,tower_sessions=info");
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(|| Capture).try_init();
+}
+
+/// Logs captured so far, as text.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&CAPTURED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+}
+
 /// The environment every test app starts from: debug on, port 0, the given database.
 pub fn base_env(db_url: &str) -> HashMap<String, String> {
     let mut env = HashMap::new();
@@ -151,11 +180,7 @@ impl TestApp {
 
     /// The app on a database the test made.
     pub async fn spawn_on(db: TestDb, vars: &[(&str, &str)]) -> TestApp {
-        LOGS.call_once(|| {
-            if std::env::var("TEST_LOG").is_ok() {
-                msr_billing::telemetry::init(msr_billing::config::LogFormat::Text);
-            }
-        });
+        LOGS.call_once(capture_logs);
         let mut env = base_env(&db.url);
         for (k, v) in vars {
             env.insert((*k).to_owned(), (*v).to_owned());

@@ -11,5 +11,6 @@ mod journeys;
 mod pages;
 mod process;
 mod resilience;
+mod secrets;
 mod service;
 mod webhook;
