@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::billing::entitlement;
 use crate::billing::users::{self, Created};
@@ -25,7 +24,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
-struct CreateUserParams {
+pub(crate) struct CreateUserParams {
     user_id: String,
     email: String,
 }
@@ -35,7 +34,15 @@ fn parse_user_id(raw: &str) -> Result<UserId, AppError> {
 }
 
 /// `POST /dev/create_user?user_id=…&email=…`: 201 when created, 200 when it existed as asked.
-async fn create_user(
+#[utoipa::path(post, path = "/dev/create_user", tag = "dev",
+    params(("user_id" = String, Query), ("email" = String, Query)),
+    responses(
+        (status = 201, description = "created", body = crate::web::wire::UserBody),
+        (status = 200, description = "the same user existed", body = crate::web::wire::UserBody),
+        (status = 409, description = "the id exists with another e-mail", body = crate::web::wire::ErrorBody),
+        (status = 422, description = "invalid id or e-mail", body = crate::web::wire::ErrorBody),
+    ))]
+pub(crate) async fn create_user(
     State(state): State<AppState>,
     Query(params): Query<CreateUserParams>,
 ) -> Result<impl IntoResponse, AppError> {
@@ -52,12 +59,19 @@ async fn create_user(
 }
 
 #[derive(Deserialize)]
-struct StatusParams {
+pub(crate) struct StatusParams {
     user_id: String,
 }
 
 /// `GET /dev/status?user_id=…`: the user, the stored entitlement and the policy's decision.
-async fn status(
+#[utoipa::path(get, path = "/dev/status", tag = "dev",
+    params(("user_id" = String, Query)),
+    responses(
+        (status = 200, description = "the user, the stored entitlement and the decision", body = crate::web::wire::DevStatusBody),
+        (status = 404, description = "unknown user", body = crate::web::wire::ErrorBody),
+        (status = 422, description = "invalid id", body = crate::web::wire::ErrorBody),
+    ))]
+pub(crate) async fn status(
     State(state): State<AppState>,
     Query(params): Query<StatusParams>,
 ) -> Result<impl IntoResponse, AppError> {
@@ -66,12 +80,12 @@ async fn status(
     let user = db::users::find(&state.db.pool, &id)
         .await?
         .ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
-    Ok(axum::Json(json!({
-        "user": wire::user(&user),
-        "entitlement": wire::stored_entitlement(&answer),
-        "entitled": answer.decision.entitled,
-        "reason": answer.decision.reason.as_str(),
-        "valid_until": answer.decision.valid_until.map(wire::time),
-        "as_of": wire::time(answer.as_of),
-    })))
+    Ok(axum::Json(wire::DevStatusBody {
+        user: wire::user(&user),
+        entitlement: wire::stored_entitlement(&answer),
+        entitled: answer.decision.entitled,
+        reason: answer.decision.reason.as_str().to_owned(),
+        valid_until: answer.decision.valid_until.map(wire::time),
+        as_of: wire::time(answer.as_of),
+    }))
 }

@@ -100,6 +100,7 @@ pub async fn html_errors(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let session = request.extensions().get::<tower_sessions::Session>().cloned();
     let response = next.run(request).await;
     let status = response.status();
     if !browser || !(status.is_client_error() || status.is_server_error()) {
@@ -121,7 +122,7 @@ pub async fn html_errors(
     let mut page = if htmx {
         let toast = Toast {
             kind: "error",
-            message: error.message.clone(),
+            message: sentence(&error.message),
             request_id,
         };
         let mut r = render(&toast);
@@ -137,13 +138,29 @@ pub async fn html_errors(
             s if s.is_server_error() => "Something went wrong".to_owned(),
             s => s.canonical_reason().unwrap_or("Error").to_owned(),
         };
+        // The page keeps the signed-in user's navigation.
+        let user = match session {
+            Some(s) => crate::web::session::read_user(s, &state).await.ok().flatten(),
+            None => None,
+        };
         render(&ErrorPage {
-            chrome: Chrome::new(&state, None),
+            chrome: Chrome::new(&state, user.as_ref()),
             title,
-            message: error.message.clone(),
+            message: sentence(&error.message),
             request_id,
         })
     };
     *page.status_mut() = status;
     page
+}
+
+/// An API message as a sentence for a person: capital first letter, final full stop.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
 }

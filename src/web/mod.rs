@@ -24,6 +24,7 @@ pub mod extract;
 pub mod health;
 pub mod html;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod security;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(limited(pages::router().merge(admin::router())))
         .merge(webhook::router())
         .merge(ops::router())
+        .merge(openapi::router())
         .nest_service("/static", static_files(&state));
     if state.settings.debug {
         app = app.merge(limited(dev::router().merge(devtools::router())));

@@ -147,6 +147,8 @@ struct ReturnParams {
 #[template(path = "pages/_return_status.html")]
 struct ReturnStatus {
     session_id: String,
+    /// The count the next poll carries, so polling stops after [`MAX_POLLS`].
+    next_poll: u32,
     entitled: bool,
     polling: bool,
     status: &'static str,
@@ -183,6 +185,7 @@ async fn return_fragment(
     let entitled = answer.decision.entitled;
     Ok(ReturnStatus {
         session_id: params.session_id.clone(),
+        next_poll: params.n.saturating_add(1),
         entitled,
         polling: !entitled && params.n < MAX_POLLS,
         status: css_status(&answer),
@@ -209,12 +212,9 @@ async fn return_page(
 async fn return_status(
     State(state): State<AppState>,
     user: SessionUser,
-    Query(mut params): Query<ReturnParams>,
+    Query(params): Query<ReturnParams>,
 ) -> Result<Response, AppError> {
-    params.n = params.n.saturating_add(1);
-    let mut fragment = return_fragment(&state, &user.id, &params).await?;
-    // The next poll carries the count so polling stops after MAX_POLLS.
-    fragment.session_id = format!("{}&n={}", fragment.session_id, params.n);
+    let fragment = return_fragment(&state, &user.id, &params).await?;
     Ok(render(&fragment))
 }
 

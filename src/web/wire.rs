@@ -1,7 +1,9 @@
 //! JSON shapes sent on the wire, in one place so every route writes a user or an entitlement alike.
+//! Each is a typed struct, so the OpenAPI document (`/openapi.json`) is generated from the same code.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::billing::entitlement::EntitlementAnswer;
 use crate::db::users::User;
@@ -11,46 +13,154 @@ pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn opt_time(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(time(t)))
-}
-
 /// A user.
-pub fn user(u: &User) -> Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "stripe_customer_id": u.stripe_customer_id,
-        "created_at": time(u.created_at),
-    })
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserBody {
+    /// The platform's user id.
+    #[schema(example = "42")]
+    pub id: String,
+    /// Lower-cased e-mail address.
+    #[schema(example = "ed@example.com")]
+    pub email: String,
+    /// Stripe's customer, once the user started a checkout.
+    pub stripe_customer_id: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
 }
 
-/// The answer of `GET /billing/entitlement`.
-pub fn entitlement_answer(a: &EntitlementAnswer) -> Value {
-    json!({
-        "user_id": a.user_id,
-        "entitled": a.decision.entitled,
-        "status": a.status(),
-        "plan": a.entitlement.as_ref().and_then(|e| e.plan),
-        "reason": a.decision.reason.as_str(),
-        "valid_until": opt_time(a.decision.valid_until),
-        "pause_active": a.entitlement.as_ref().is_some_and(|e| e.pause_active),
-        "as_of": time(a.as_of),
-    })
+/// A user on the wire.
+pub fn user(u: &User) -> UserBody {
+    UserBody {
+        id: u.id.to_string(),
+        email: u.email.to_string(),
+        stripe_customer_id: u.stripe_customer_id.as_ref().map(ToString::to_string),
+        created_at: time(u.created_at),
+    }
 }
 
-/// The stored entitlement as `/dev/status` shows it; a user who never subscribed reads as status `none`.
-pub fn stored_entitlement(a: &EntitlementAnswer) -> Value {
+/// The answer of `GET /billing/entitlement` (200 when entitled, 402 when not).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EntitlementBody {
+    /// Who was asked about.
+    pub user_id: String,
+    /// May the user use paid features now.
+    pub entitled: bool,
+    /// `trialing`, `active`, `past_due`, `canceled`, or `none` (never subscribed).
+    #[schema(example = "active")]
+    pub status: String,
+    /// `weekly` or `monthly`.
+    pub plan: Option<String>,
+    /// The rule that decided: `active`, `trialing`, `past_due_grace`, `paused`, `past_due`,
+    /// `canceled`, `no_subscription`, `complimentary`.
+    #[schema(example = "active")]
+    pub reason: String,
+    /// Until when the answer holds if nothing changes (RFC 3339); null when not entitled.
+    pub valid_until: Option<String>,
+    /// Access paused (`pause_collection`, or Stripe's `paused`).
+    pub pause_active: bool,
+    /// When the data behind the answer was known current (RFC 3339).
+    pub as_of: String,
+}
+
+/// The entitlement answer on the wire.
+pub fn entitlement_answer(a: &EntitlementAnswer) -> EntitlementBody {
+    EntitlementBody {
+        user_id: a.user_id.to_string(),
+        entitled: a.decision.entitled,
+        status: a.status().to_owned(),
+        plan: a.entitlement.as_ref().and_then(|e| e.plan).map(|p| p.to_string()),
+        reason: a.decision.reason.as_str().to_owned(),
+        valid_until: a.decision.valid_until.map(time),
+        pause_active: a.entitlement.as_ref().is_some_and(|e| e.pause_active),
+        as_of: time(a.as_of),
+    }
+}
+
+/// The stored entitlement as `/dev/status` shows it; a user who never subscribed reads as `none`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StoredEntitlementBody {
+    /// Our status, or `none`.
+    pub status: String,
+    /// Stripe's raw status.
+    pub stripe_status: Option<String>,
+    /// Access paused.
+    pub pause_active: bool,
+    /// `sub_…`.
+    pub stripe_subscription_id: Option<String>,
+    /// `weekly` or `monthly`.
+    pub plan: Option<String>,
+    /// RFC 3339.
+    pub current_period_end: Option<String>,
+    /// Ends at the period end.
+    pub cancel_at_period_end: bool,
+    /// A renewal waits for 3-D Secure.
+    pub action_required: bool,
+    /// RFC 3339.
+    pub updated_at: Option<String>,
+}
+
+/// The stored entitlement on the wire.
+pub fn stored_entitlement(a: &EntitlementAnswer) -> StoredEntitlementBody {
     let e = a.entitlement.as_ref();
-    json!({
-        "status": a.status(),
-        "stripe_status": e.map(|e| e.stripe_status.as_str()),
-        "pause_active": e.is_some_and(|e| e.pause_active),
-        "stripe_subscription_id": e.and_then(|e| e.stripe_subscription_id.clone()),
-        "plan": e.and_then(|e| e.plan),
-        "current_period_end": opt_time(e.and_then(|e| e.current_period_end)),
-        "cancel_at_period_end": e.is_some_and(|e| e.cancel_at_period_end),
-        "action_required": e.is_some_and(|e| e.action_required),
-        "updated_at": opt_time(e.map(|e| e.updated_at)),
-    })
+    StoredEntitlementBody {
+        status: a.status().to_owned(),
+        stripe_status: e.map(|e| e.stripe_status.as_str().to_owned()),
+        pause_active: e.is_some_and(|e| e.pause_active),
+        stripe_subscription_id: e.and_then(|e| e.stripe_subscription_id.as_ref()).map(ToString::to_string),
+        plan: e.and_then(|e| e.plan).map(|p| p.to_string()),
+        current_period_end: e.and_then(|e| e.current_period_end).map(time),
+        cancel_at_period_end: e.is_some_and(|e| e.cancel_at_period_end),
+        action_required: e.is_some_and(|e| e.action_required),
+        updated_at: e.map(|e| time(e.updated_at)),
+    }
+}
+
+/// `GET /dev/status`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DevStatusBody {
+    /// The user.
+    pub user: UserBody,
+    /// What is stored.
+    pub entitlement: StoredEntitlementBody,
+    /// The policy's decision.
+    pub entitled: bool,
+    /// The rule that decided.
+    pub reason: String,
+    /// Until when (RFC 3339), null when not entitled.
+    pub valid_until: Option<String>,
+    /// RFC 3339.
+    pub as_of: String,
+}
+
+/// `POST /billing/checkout` (API).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckoutStartedBody {
+    /// Stripe Checkout's hosted page.
+    pub url: String,
+    /// `cs_…`.
+    pub session_id: String,
+}
+
+/// `POST /billing/portal` (API).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PortalBody {
+    /// Stripe's customer portal.
+    pub url: String,
+}
+
+/// Every API error.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code (`unknown_user`, `invalid_plan`, …).
+    #[schema(example = "unknown_user")]
+    pub code: String,
+    /// For a person.
+    pub message: String,
 }

@@ -342,8 +342,16 @@ async fn portal_page(
             esc(customer.name.as_deref().unwrap_or("")),
             esc(customer.email.as_deref().unwrap_or(""))
         ));
+        // Checkout sets the subscription's card, not the customer's default: show either.
+        let subscription_card = st
+            .subscription_ids_of(&customer.id)
+            .into_iter()
+            .filter_map(|sid| st.subscriptions.get(&sid))
+            .find_map(|s| s.default_payment_method.clone());
         let card = customer
             .default_payment_method
+            .clone()
+            .or(subscription_card)
             .as_ref()
             .and_then(|pm| st.payment_methods.get(pm))
             .map_or("none".to_string(), |pm| pm.card.label().to_string());

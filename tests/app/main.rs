@@ -8,6 +8,7 @@ mod commands;
 mod dev_routes;
 mod entitlement;
 mod journeys;
+mod openapi;
 mod pages;
 mod process;
 mod resilience;

@@ -3,6 +3,7 @@
 //! Chromium driven through WebDriver, with helpers that wait for what a person would see.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -31,20 +32,35 @@ pub const PHONE: (u32, u32) = (390, 844);
 /// shared with other work; more at once only makes every wait slower.
 static BROWSERS: Semaphore = Semaphore::const_new(2);
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The browser: Debian's `chromium`, or `MSR_TEST_CHROMIUM`.
+fn chromium() -> String {
+    tool("MSR_TEST_CHROMIUM", "/usr/bin/chromium")
+}
+
+/// Its driver: Debian's `chromium-driver`, or `MSR_TEST_CHROMEDRIVER`.
+fn chromedriver() -> String {
+    tool("MSR_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
+}
+
+fn tool(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
 
 /// Reports that the journeys cannot run here; with `MSR_TEST_REQUIRE_ALL=1` that is a failure.
 fn skip(why: &str) {
     if std::env::var("MSR_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("the browser journeys cannot be skipped with MSR_TEST_REQUIRE_ALL=1: {why}");
     }
-    eprintln!("SKIPPED browser journeys: {why}");
+    // Straight to stderr, past the test harness's capture: a skip must show in a plain run.
+    let _ = writeln!(std::io::stderr(), "SKIPPED browser journeys: {why}");
 }
 
 /// Why the journeys cannot run on this machine, if they cannot.
 fn missing_tools() -> Option<String> {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+    let missing: Vec<String> = [chromium(), chromedriver()]
         .into_iter()
         .filter(|p| !Path::new(p).exists())
         .collect();
@@ -52,7 +68,7 @@ fn missing_tools() -> Option<String> {
 }
 
 /// Where screenshots go: `target/screenshots/` (or under `CARGO_TARGET_DIR`).
-pub fn screenshot_dir() -> PathBuf {
+fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -138,7 +154,7 @@ impl App {
     }
 
     /// The subscription the service has on file for `user`.
-    pub async fn subscription_of(&self, user: &str) -> String {
+    async fn subscription_of(&self, user: &str) -> String {
         let id = UserId::parse(user).expect("a valid user id");
         msr_billing::db::entitlements::find(&self.state.db.pool, &id)
             .await
@@ -193,7 +209,7 @@ impl Driver {
             .and_then(|l| l.local_addr())
             .expect("a free port for ChromeDriver")
             .port();
-        let child = Command::new(CHROMEDRIVER)
+        let child = Command::new(chromedriver())
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -256,7 +272,10 @@ impl Journey {
             skip(&why);
             return;
         }
-        let permit = BROWSERS.acquire().await.expect("the browser limiter is open");
+        let permit = BROWSERS
+            .acquire()
+            .await
+            .expect("the browser limiter is open");
         let app = App::spawn().await;
         let driver = Driver::start().await;
         let profile = tempfile::tempdir().expect("a temporary browser profile");
@@ -289,20 +308,26 @@ async fn connect(driver: &str, profile: &Path) -> Client {
     let (w, h) = PHONE;
     let caps = json!({
         "goog:chromeOptions": {
-            "binary": CHROMIUM,
+            "binary": chromium(),
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-quic", format!("--user-data-dir={}", profile.display()),
                 format!("--window-size={w},{h}"),
             ],
+            // A window cannot be narrower than 500 px, even headless: the phone is emulated.
+            "mobileEmulation": {
+                "deviceMetrics": {"width": w, "height": h, "pixelRatio": 1.0, "mobile": true, "touch": true},
+            },
         }
     });
     let serde_json::Value::Object(caps) = caps else {
         unreachable!("a JSON object literal")
     };
-    ClientBuilder::rustls()
-        .expect("rustls initialises")
+    // ChromeDriver speaks plain HTTP on localhost: no TLS stack (the crate's rustls would be a
+    // second rustls provider in this binary).
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
         .capabilities(caps)
         .connect(driver)
         .await
@@ -362,7 +387,11 @@ impl Browser {
                 return url;
             }
             if Instant::now() > deadline {
-                panic!("{}", self.report(&format!("waited {PATIENCE:?} for {what}")).await);
+                panic!(
+                    "{}",
+                    self.report(&format!("waited {PATIENCE:?} for {what}"))
+                        .await
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -379,7 +408,10 @@ impl Browser {
             .await
         {
             Ok(e) => e,
-            Err(e) => panic!("{}", self.report(&format!("waited for `{css}` ({e})")).await),
+            Err(e) => panic!(
+                "{}",
+                self.report(&format!("waited for `{css}` ({e})")).await
+            ),
         }
     }
 
@@ -393,7 +425,11 @@ impl Browser {
 
     /// The visible text of an element (waiting for it).
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("an element's text")
+        self.find(css)
+            .await
+            .text()
+            .await
+            .expect("an element's text")
     }
 
     /// Waits until the element `css` (looked up afresh each time, as htmx replaces it) shows
@@ -403,10 +439,10 @@ impl Browser {
         loop {
             if let Ok(e) = self.client.find(Locator::Css(css)).await {
                 // The element may be swapped out between finding and reading it.
-                if let Ok(text) = e.text().await {
-                    if text.contains(needle) {
-                        return text;
-                    }
+                if let Ok(text) = e.text().await
+                    && text.contains(needle)
+                {
+                    return text;
                 }
             }
             if Instant::now() > deadline {
@@ -461,7 +497,11 @@ impl Browser {
             .await
         {
             Ok(l) => l,
-            Err(e) => panic!("{}", self.report(&format!("waited for a link {text:?} ({e})")).await),
+            Err(e) => panic!(
+                "{}",
+                self.report(&format!("waited for a link {text:?} ({e})"))
+                    .await
+            ),
         };
         link.click()
             .await
@@ -505,7 +545,11 @@ impl Browser {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("{}", self.report(&format!("waited {PATIENCE:?} for {what}")).await);
+                panic!(
+                    "{}",
+                    self.report(&format!("waited {PATIENCE:?} for {what}"))
+                        .await
+                );
             }
             tokio::time::sleep(POLL).await;
         }
@@ -534,9 +578,9 @@ impl Browser {
             .unwrap_or(0)
     }
 
-    /// Saves the whole page, as it looks on the phone, to
-    /// `target/screenshots/<journey>-<nn>-<step>.png`: the window is stretched to the page's
-    /// height for the picture (the width stays the phone's) and put back after.
+    /// Saves the whole page as it looks on the phone (its full height, the phone's width) to
+    /// `target/screenshots/<journey>-<nn>-<step>.png`. A screenshot that cannot be taken is
+    /// reported, not fatal.
     pub async fn shot(&self, step: &str) {
         let n = {
             let mut shots = self.shots.lock().unwrap_or_else(|p| p.into_inner());
@@ -544,10 +588,39 @@ impl Browser {
             *shots
         };
         let dir = screenshot_dir();
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!("cannot create {}: {e}", dir.display());
-            return;
+        let path = dir.join(format!("{}-{n:02}-{step}.png", self.name));
+        let written = match self.full_page_png().await {
+            Ok(png) => std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&path, png))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            eprintln!("no screenshot {}: {e}", path.display());
         }
+        let overflow = self.horizontal_overflow().await;
+        if overflow > 0 {
+            eprintln!(
+                "note: {} is {overflow} px wider than the phone (it scrolls sideways)",
+                path.display()
+            );
+        }
+    }
+
+    /// Fails unless the page fits the phone's width (nothing to scroll sideways to).
+    pub async fn assert_fits_phone(&self, page: &str) {
+        let overflow = self.horizontal_overflow().await;
+        assert_eq!(
+            overflow, 0,
+            "{page} is {overflow} px wider than a {} px phone",
+            PHONE.0
+        );
+    }
+
+    /// The page from top to bottom (WebDriver's own screenshot stops at the viewport), through
+    /// the DevTools protocol ChromeDriver passes on.
+    async fn full_page_png(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
         let (w, h) = PHONE;
         let height = self
             .client
@@ -555,26 +628,29 @@ impl Browser {
             .await
             .ok()
             .and_then(|v| v.as_u64())
-            .map_or(h, |px| (px as u32).clamp(h, 4000));
-        let stretched = height > h && self.client.set_window_size(w, height).await.is_ok();
-        let png = self.client.screenshot().await;
-        if stretched {
-            let _ = self.client.set_window_size(w, h).await;
-        }
-        let path = dir.join(format!("{}-{n:02}-{step}.png", self.name));
-        match png {
-            Ok(png) => {
-                if let Err(e) = std::fs::write(&path, png) {
-                    eprintln!("cannot write {}: {e}", path.display());
-                }
-            }
-            Err(e) => eprintln!("no screenshot {}: {e}", path.display()),
-        }
+            .map_or(u64::from(h), |px| px.clamp(u64::from(h), 6000));
+        let shot = self
+            .client
+            .issue_cmd(Cdp(json!({
+                "cmd": "Page.captureScreenshot",
+                "params": {
+                    "format": "png", "captureBeyondViewport": true,
+                    "clip": {"x": 0, "y": 0, "width": w, "height": height, "scale": 1},
+                },
+            })))
+            .await
+            .map_err(|e| e.to_string())?;
+        let data = shot["data"]
+            .as_str()
+            .ok_or_else(|| format!("no image in {shot}"))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| e.to_string())
     }
 
     /// What was awaited, where the browser is and what it shows: the message a failed wait ends
     /// the journey with.
-    pub async fn report(&self, what: &str) -> String {
+    async fn report(&self, what: &str) -> String {
         let url = self
             .client
             .current_url()
@@ -586,6 +662,28 @@ impl Browser {
         };
         let text: String = text.chars().take(1500).collect();
         format!("{what}\n  at {url}\n  the page shows:\n{text}")
+    }
+}
+
+/// A Chrome DevTools command, sent through ChromeDriver's `POST /session/{id}/goog/cdp/execute`
+/// with a body `{"cmd": …, "params": …}`.
+#[derive(Debug)]
+struct Cdp(serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.0.to_string()))
     }
 }
 

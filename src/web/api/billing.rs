@@ -26,8 +26,11 @@ pub fn router() -> Router<AppState> {
         .route("/billing/checkout/sync", post(sync_checkout))
 }
 
-#[derive(Deserialize)]
-struct CheckoutBody {
+/// `POST /billing/checkout` body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct CheckoutBody {
+    /// `weekly` or `monthly`.
+    #[schema(example = "monthly")]
     plan: String,
 }
 
@@ -38,7 +41,20 @@ fn from_browser_form(request: &Request) -> bool {
 
 /// API: 200 `{url, session_id}`; 404 unknown user; 409 already subscribed; 422 unknown plan; 502
 /// Stripe. Browser form: 303 to Stripe Checkout.
-async fn start_checkout(
+#[utoipa::path(post, path = "/billing/checkout", tag = "billing",
+    params(("X-User-Id" = String, Header, description = "the platform user id the caller acts for")),
+    request_body = CheckoutBody,
+    security(("internal_key" = [])),
+    responses(
+        (status = 200, description = "a Checkout Session to send the owner to", body = crate::web::wire::CheckoutStartedBody),
+        (status = 400, description = "unreadable JSON", body = crate::web::wire::ErrorBody),
+        (status = 401, description = "no X-User-Id, or the internal key is missing or wrong", body = crate::web::wire::ErrorBody),
+        (status = 404, description = "unknown user", body = crate::web::wire::ErrorBody),
+        (status = 409, description = "already subscribed: use the portal", body = crate::web::wire::ErrorBody),
+        (status = 422, description = "unknown plan", body = crate::web::wire::ErrorBody),
+        (status = 502, description = "Stripe failed or was too slow", body = crate::web::wire::ErrorBody),
+    ))]
+pub(crate) async fn start_checkout(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, AppError> {
@@ -61,7 +77,17 @@ async fn start_checkout(
 }
 
 /// API: 200 `{url}`; 409 when the user has no Stripe customer yet. Browser form: 303 to the portal.
-async fn open_portal(
+#[utoipa::path(post, path = "/billing/portal", tag = "billing",
+    params(("X-User-Id" = String, Header, description = "the platform user id the caller acts for")),
+    security(("internal_key" = [])),
+    responses(
+        (status = 200, description = "the customer portal", body = crate::web::wire::PortalBody),
+        (status = 401, description = "no X-User-Id, or the internal key is missing or wrong", body = crate::web::wire::ErrorBody),
+        (status = 404, description = "unknown user", body = crate::web::wire::ErrorBody),
+        (status = 409, description = "no Stripe customer yet", body = crate::web::wire::ErrorBody),
+        (status = 502, description = "Stripe failed", body = crate::web::wire::ErrorBody),
+    ))]
+pub(crate) async fn open_portal(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, AppError> {
@@ -76,17 +102,26 @@ async fn open_portal(
 }
 
 #[derive(Deserialize)]
-struct SyncParams {
+pub(crate) struct SyncParams {
     session_id: String,
 }
 
 /// `POST /billing/checkout/sync?session_id=cs_…`: applies the session the owner came back from and
 /// answers the entitlement as `GET /billing/entitlement` does (always 200: the caller asked to sync).
-async fn sync_checkout(
+#[utoipa::path(post, path = "/billing/checkout/sync", tag = "billing",
+    params(("X-User-Id" = String, Header, description = "the platform user id the caller acts for"), ("session_id" = String, Query, description = "cs_…")),
+    security(("internal_key" = [])),
+    responses(
+        (status = 200, description = "applied; the entitlement now", body = crate::web::wire::EntitlementBody),
+        (status = 404, description = "unknown user, or not this user's session", body = crate::web::wire::ErrorBody),
+        (status = 422, description = "malformed session id", body = crate::web::wire::ErrorBody),
+        (status = 502, description = "Stripe failed", body = crate::web::wire::ErrorBody),
+    ))]
+pub(crate) async fn sync_checkout(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Query(params): Query<SyncParams>,
-) -> Result<axum::Json<serde_json::Value>, AppError> {
+) -> Result<axum::Json<wire::EntitlementBody>, AppError> {
     checkout::sync_session(&state, &user, &params.session_id).await?;
     let answer = entitlement::check(&state, &user).await?;
     Ok(axum::Json(wire::entitlement_answer(&answer)))

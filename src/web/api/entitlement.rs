@@ -22,7 +22,17 @@ pub fn router() -> Router<AppState> {
 }
 
 /// 200 when entitled, 402 Payment Required when not; the same body either way.
-async fn check(
+#[utoipa::path(get, path = "/billing/entitlement", tag = "entitlement",
+    params(("X-User-Id" = String, Header, description = "the platform user id the caller acts for")),
+    security(("internal_key" = [])),
+    responses(
+        (status = 200, description = "entitled", body = crate::web::wire::EntitlementBody),
+        (status = 402, description = "not entitled", body = crate::web::wire::EntitlementBody),
+        (status = 401, description = "no X-User-Id, or the internal key is missing or wrong", body = crate::web::wire::ErrorBody),
+        (status = 404, description = "unknown user", body = crate::web::wire::ErrorBody),
+        (status = 422, description = "malformed user id", body = crate::web::wire::ErrorBody),
+    ))]
+pub(crate) async fn check(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Response, AppError> {
@@ -40,7 +50,15 @@ const REASON_HEADER: HeaderName = HeaderName::from_static("x-entitlement-reason"
 
 /// For nginx `auth_request` and Traefik/Envoy forward-auth, which only understand 2xx/401/403:
 /// 200 or 403 with the decision in headers. An unknown user is a 403 (`reason: unknown_user`).
-async fn forward_auth(
+#[utoipa::path(get, path = "/billing/entitlement/forward-auth", tag = "entitlement",
+    params(("X-User-Id" = String, Header, description = "the platform user id the caller acts for")),
+    security(("internal_key" = [])),
+    responses(
+        (status = 200, description = "entitled; X-Entitlement-Status and X-Entitlement-Reason headers", body = crate::web::wire::EntitlementBody),
+        (status = 403, description = "not entitled (or unknown user: reason unknown_user)"),
+        (status = 401, description = "no X-User-Id, or the internal key is missing or wrong", body = crate::web::wire::ErrorBody),
+    ))]
+pub(crate) async fn forward_auth(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Response, AppError> {
@@ -55,7 +73,7 @@ async fn forward_auth(
                 code,
                 answer.status(),
                 answer.decision.reason.as_str(),
-                wire::entitlement_answer(&answer),
+                serde_json::to_value(wire::entitlement_answer(&answer)).unwrap_or_default(),
             )
         }
         Err(e @ AppError::UnknownUser(_)) => (
