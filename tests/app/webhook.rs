@@ -405,3 +405,42 @@ async fn old_event_payloads_are_reduced_to_id_type_and_outcome() {
     assert!(kept > 0, "id, type and outcome stay");
     assert_eq!(app.entitled("ret").await.0, 200, "the entitlement does not depend on old payloads");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_forged_webhooks_is_refused_cheaply_while_real_ones_are_accepted() {
+    let app = StripeApp::spawn().await;
+    app.create_user("burst", "burst@example.com").await;
+    let started = json(app.checkout("burst", "monthly").await).await;
+    let body = event("evt_forged", "customer.subscription.deleted", now() + 10_000, json!({"id": "sub_x", "object": "subscription"}));
+    let forged = sign("whsec_attacker", now(), &body);
+    let client = app.client.clone();
+    let url = format!("{}/billing/webhook", app.address);
+    let started_at = std::time::Instant::now();
+    let burst = tokio::spawn(async move {
+        let mut refused = 0;
+        for chunk in 0..40 {
+            let calls = (0..250).map(|i| {
+                let b = body.replace("evt_forged", &format!("evt_forged_{chunk}_{i}"));
+                client.post(&url).header("Stripe-Signature", &forged).body(b).send()
+            });
+            for r in futures::future::join_all(calls).await {
+                if r.map(|r| r.status().as_u16() == 400).unwrap_or(false) {
+                    refused += 1;
+                }
+            }
+        }
+        refused
+    });
+    // Meanwhile the owner pays and Stripe's real events come in.
+    app.sim().pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa).await.unwrap();
+    app.settle().await;
+    let refused = burst.await.unwrap();
+    assert_eq!(refused, 10_000, "every forged webhook refused");
+    eprintln!("10,000 forged webhooks refused in {:?}", started_at.elapsed());
+    assert_eq!(app.entitled("burst").await.0, 200, "the real ones were accepted and applied");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE id LIKE 'evt_forged%'")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing forged was stored");
+}
