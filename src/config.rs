@@ -150,6 +150,11 @@ pub struct Settings {
     /// `MSR_EVENT_RETENTION`: raw event payloads hold personal data; after this long a finished
     /// event is reduced to its id, type and outcome.
     pub event_retention: Duration,
+    /// `MSR_CACHE_CAPACITY`: users whose entitlement is kept in memory (0 turns the cache off).
+    pub cache_capacity: usize,
+    /// `MSR_CACHE_TTL`: the longest an entry is trusted (bounds writes no instance saw, such as
+    /// the `sync` command on SQLite).
+    pub cache_ttl: Duration,
 }
 
 /// Reads variables from somewhere: the process environment in production, a map in tests.
@@ -324,6 +329,8 @@ impl Settings {
             session_idle: parse_duration_var(env, "MSR_SESSION_IDLE", Duration::hours(12))?,
             header_timeout: parse_duration_var(env, "MSR_HEADER_TIMEOUT", Duration::seconds(10))?,
             event_retention: parse_duration_var(env, "MSR_EVENT_RETENTION", Duration::days(90))?,
+            cache_capacity: parse_number(env, "MSR_CACHE_CAPACITY", 1_000_000, 0..=100_000_000)?,
+            cache_ttl: parse_duration_var(env, "MSR_CACHE_TTL", Duration::seconds(30))?,
             static_dir: env
                 .get("MSR_STATIC_DIR")
                 .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned()),

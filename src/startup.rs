@@ -102,6 +102,12 @@ impl Application {
         use tower::ServiceExt;
 
         crate::billing::worker::spawn(self.state.clone());
+        if self.state.db.backend == Backend::Postgres {
+            crate::billing::cache::spawn_listener(
+                self.state.cache.clone(),
+                self.state.settings.database_url.expose().to_owned(),
+            );
+        }
         spawn_session_cleanup(&self.state.sessions);
         let router = crate::web::router(self.state.clone());
         tracing::info!(port = self.port, "serving");
@@ -184,6 +190,12 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
     };
     let (stripe, prices, sim) = stripe_client(&mut settings, port)?;
     let sessions = session_store(&settings, &db).await?;
+    // On PostgreSQL the cache is trusted only once the change listener runs.
+    let cache = Arc::new(crate::billing::cache::EntitlementCache::new(
+        settings.cache_capacity,
+        settings.cache_ttl,
+        db.backend == Backend::Sqlite,
+    ));
     Ok(AppState {
         db,
         settings: Arc::new(settings),
@@ -194,6 +206,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         counters: Arc::default(),
         sim,
         price_cache: Arc::default(),
+        cache,
         sessions,
         wake: Arc::default(),
     })

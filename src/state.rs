@@ -31,6 +31,8 @@ pub struct AppState {
     pub sim: Option<msr_stripe_sim::Simulator>,
     /// The plans' prices as shown on the plan page.
     pub price_cache: Arc<crate::billing::plans::PriceCache>,
+    /// Entitlements in memory, evicted on every change.
+    pub cache: Arc<crate::billing::cache::EntitlementCache>,
     /// Browser sessions, stored in the same database.
     pub sessions: SessionStore,
     /// Wakes the background worker (a customer was linked and its unmatched events are due).

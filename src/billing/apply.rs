@@ -347,6 +347,7 @@ async fn write_snapshot(
         );
         if db::subscriptions::upsert_if_newer(&mut *tx, &row, true).await? {
             db::subscriptions::refresh_entitlement(&mut tx, &user, now).await?;
+            db::entitlements::notify_changed(&mut tx, state.db.backend, user.as_str()).await?;
             // A live subscription closes the user's open Checkout Sessions (an ended one leaves them).
             if row.stripe_status.blocks_new_checkout() {
                 db::checkout::close_all_for_user(&mut tx, user.as_str()).await?;
@@ -368,6 +369,8 @@ async fn write_snapshot(
         .await?;
     }
     tx.commit().await?;
+    // After the commit, so no reader can cache what was there before it.
+    state.cache.evict(user.as_str());
     tracing::info!(
         user.id = %user,
         subscription = %snapshot.id,

@@ -1,7 +1,10 @@
 //! "May this user use paid features now?" — the question every other service asks.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
+use crate::billing::cache::Snapshot;
 use crate::db;
 use crate::domain::{Decision, Entitlement, UserId};
 use crate::error::AppError;
@@ -29,24 +32,43 @@ impl EntitlementAnswer {
     }
 }
 
-/// Looks the user up and applies the policy. Unknown users are an error (404 on the API).
+/// Looks the user up (in the cache, else the store) and applies the policy. Unknown users are an
+/// error (404 on the API).
 pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnswer, AppError> {
-    let mut conn = state.db.pool.acquire().await?;
-    let Some(user) = db::users::find(&mut *conn, user_id).await? else {
-        return Err(AppError::UnknownUser(user_id.to_string()));
-    };
-    let entitlement = db::entitlements::find(&mut *conn, user_id).await?;
     let now = Utc::now();
-    let decision =
-        state
-            .policy
-            .decide_with_grant(entitlement.as_ref(), user.complimentary_until, now);
-    metrics::counter!("msr_entitlement_decisions_total", "reason" => decision.reason.as_str())
-        .increment(1);
+    let snapshot = match state.cache.get(user_id.as_str(), now) {
+        Some(s) => s,
+        None => {
+            let epoch = state.cache.epoch();
+            let found = db::entitlements::find_for_check(&state.db.pool, user_id).await?;
+            let snapshot = Arc::new(Snapshot {
+                known: found.is_some(),
+                complimentary_until: found.as_ref().and_then(|(c, _)| c.map(db::from_unix)),
+                entitlement: found.and_then(|(_, e)| e),
+                loaded_at: now,
+            });
+            state.cache.put(user_id.as_str(), snapshot.clone(), epoch);
+            snapshot
+        }
+    };
+    if !snapshot.known {
+        return Err(AppError::UnknownUser(user_id.to_string()));
+    }
+    let decision = state.policy.decide_with_grant(snapshot.entitlement.as_ref(), snapshot.complimentary_until, now);
+    metrics::counter!("msr_entitlement_decisions_total", "reason" => decision.reason.as_str()).increment(1);
     Ok(EntitlementAnswer {
         user_id: user_id.clone(),
-        entitlement,
+        entitlement: snapshot.entitlement.clone(),
         decision,
-        as_of: now,
+        as_of: snapshot.loaded_at,
     })
+}
+
+/// A user's entitlement (or existence, or complimentary access) changed outside a transaction:
+/// tell every instance and forget it here.
+pub async fn changed(state: &AppState, user: &UserId) -> Result<(), AppError> {
+    let mut conn = state.db.pool.acquire().await?;
+    db::entitlements::notify_changed(&mut conn, state.db.backend, user.as_str()).await?;
+    state.cache.evict(user.as_str());
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Use cases, written once and called from the API, the pages and the commands.
 
 pub mod apply;
+pub mod cache;
 pub mod checkout;
 pub mod entitlement;
 pub mod ingest;

@@ -34,6 +34,9 @@ pub async fn create(
         if db::events::requeue_unmatched_for_user(&mut *conn, id.as_str()).await? > 0 {
             state.wake.notify_one();
         }
+        // An "unknown user" answer may be cached: it is not true any more.
+        drop(conn);
+        crate::billing::entitlement::changed(state, id).await?;
         return Ok((user, Created::New));
     }
     if &user.email != email {

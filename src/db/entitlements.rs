@@ -88,3 +88,38 @@ pub async fn upsert<'c, E: Executor<'c, Database = Any>>(
     .await?;
     Ok(())
 }
+
+/// What the entitlement check needs, in one round trip: `None` for an unknown user, else the
+/// user's complimentary access and stored entitlement.
+#[allow(clippy::type_complexity)]
+pub async fn find_for_check<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    user: &UserId,
+) -> Result<Option<(Option<i64>, Option<Entitlement>)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT u.complimentary_until, e.status, e.stripe_status, e.pause_active, e.plan, e.stripe_subscription_id, \
+         e.current_period_end, e.cancel_at_period_end, e.past_due_since, e.action_required, e.updated_at \
+         FROM users u LEFT JOIN entitlements e ON e.user_id = u.id WHERE u.id = $1",
+    )
+    .bind(user.as_str())
+    .fetch_optional(ex)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let complimentary: Option<i64> = row.try_get("complimentary_until")?;
+    let has_entitlement = row.try_get::<Option<String>, _>("status")?.is_some();
+    let entitlement = if has_entitlement { Some(from_row(&row)?) } else { None };
+    Ok(Some((complimentary, entitlement)))
+}
+
+/// Tells every instance (PostgreSQL `NOTIFY`, delivered at commit) that a user's entitlement
+/// changed; nothing to do on SQLite, where the one instance evicts in-process.
+pub async fn notify_changed(conn: &mut sqlx::AnyConnection, backend: super::Backend, user: &str) -> Result<(), sqlx::Error> {
+    if backend == super::Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::billing::cache::CHANNEL)
+            .bind(user)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

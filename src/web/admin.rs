@@ -416,6 +416,7 @@ async fn grant(
         .ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
     let before = describe(&state, &id).await?;
     db::users::set_complimentary(&state.db.pool, &id, Some(until), Some(note)).await?;
+    entitlement::changed(&state, &id).await?;
     audited(
         &state,
         &admin,
@@ -435,6 +436,7 @@ async fn revoke(
     let id = path_user(&raw)?;
     let before = describe(&state, &id).await?;
     db::users::set_complimentary(&state.db.pool, &id, None, None).await?;
+    entitlement::changed(&state, &id).await?;
     audited(&state, &admin, &id, "revoke complimentary access", before).await
 }
 

@@ -70,7 +70,9 @@ async fn a_failed_event_is_listed_and_replayed_from_the_command_line() {
 
 #[tokio::test]
 async fn sync_repairs_drift_and_prints_who_was_wrong() {
-    let app = StripeApp::spawn().await;
+    // The command is another process: on SQLite the server's cache hears of its writes only when
+    // the entry expires (MSR_CACHE_TTL), the bound README states.
+    let app = StripeApp::spawn_with(&[("MSR_CACHE_TTL", "1s")]).await;
     let sub = app.subscribed("sy", "weekly", TestCard::Visa).await;
     app.sim().set_fault(Fault::PauseDeliveries).await;
     app.sim()
@@ -85,6 +87,7 @@ async fn sync_repairs_drift_and_prints_who_was_wrong() {
         report.contains("sy: active (active") && report.contains("paused"),
         "{report}"
     );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(app.entitled("sy").await.0, 402);
     let (ok, again) = run(&app, &["sync", "--user", "sy"]).await;
     assert!(ok && again.contains("0 differed"), "{again}");
