@@ -196,12 +196,7 @@ async fn apply_subscription_event(
 }
 
 async fn stored_watermark(state: &AppState, id: &str) -> Result<Option<i64>, AppError> {
-    Ok(
-        sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&state.db.pool)
-            .await?,
-    )
+    Ok(db::subscriptions::watermark(&state.db.pool, id).await?)
 }
 
 /// Re-fetches the subscription (coalesced, rate-limited) and writes what Stripe has now.
@@ -547,11 +542,6 @@ pub async fn write_fetched(
 ) -> Result<EventState, AppError> {
     let snapshot = objects::subscription(subscription)
         .map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
-    let watermark =
-        sqlx::query_scalar::<_, i64>("SELECT watermark FROM subscriptions WHERE id = $1")
-            .bind(snapshot.id.as_str())
-            .fetch_optional(&state.db.pool)
-            .await?
-            .unwrap_or(0);
+    let watermark = stored_watermark(state, snapshot.id.as_str()).await?.unwrap_or(0);
     write_snapshot(state, &snapshot, None, watermark, true, user_hint, None).await
 }

@@ -81,9 +81,7 @@ pub async fn sync_subscriptions(
             let user = db::users::find(&state.db.pool, u).await?.ok_or_else(|| AppError::UnknownUser(u.to_string()))?;
             user.stripe_customer_id.map(|c| vec![(user.id.to_string(), c.to_string())]).unwrap_or_default()
         }
-        None => sqlx::query_as("SELECT id, stripe_customer_id FROM users WHERE stripe_customer_id IS NOT NULL ORDER BY id")
-            .fetch_all(&state.db.pool)
-            .await?,
+        None => db::users::with_customers(&state.db.pool).await?,
     };
     let mut drifts = Vec::new();
     for (user_id, customer) in &users {

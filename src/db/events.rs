@@ -344,3 +344,8 @@ pub async fn for_user<'c, E: Executor<'c, Database = Any>>(
     .map(from_row)
     .collect()
 }
+
+/// How many events are in each state.
+pub async fn count_by_state<'c, E: Executor<'c, Database = Any>>(ex: E) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT state, COUNT(*) FROM stripe_events GROUP BY state").fetch_all(ex).await
+}

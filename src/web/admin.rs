@@ -17,7 +17,7 @@ use crate::domain::{EntitlementStatus, UserId};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::html::{Chrome, is_htmx, render};
-use crate::web::session::{AdminUser, CsrfForm};
+use crate::web::session::{AdminUser, CsrfForm, NoFields};
 use crate::web::wire;
 
 /// The admin routes.
@@ -362,9 +362,6 @@ async fn audited(
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
-
-#[derive(Deserialize)]
-struct NoFields {}
 
 async fn resync(
     State(state): State<AppState>,

@@ -59,10 +59,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         ));
     }
     // Event backlog by state, read at scrape time so every instance reports the shared truth.
-    let by_state: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, COUNT(*) FROM stripe_events GROUP BY state")
-            .fetch_all(&state.db.pool)
-            .await?;
+    let by_state = crate::db::events::count_by_state(&state.db.pool).await?;
     for name in [
         "pending",
         "failed",

@@ -18,7 +18,7 @@ use crate::domain::{Email, EntitlementStatus, Plan, Reason, UserId};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::html::{Chrome, is_htmx, render};
-use crate::web::session::{self, CsrfForm, SessionUser};
+use crate::web::session::{self, CsrfForm, NoFields, SessionUser};
 
 /// The owner's pages and sign-in.
 pub fn router() -> Router<AppState> {
@@ -379,9 +379,6 @@ async fn dev_signin(
     Ok(Redirect::to("/").into_response())
 }
 
-#[derive(Deserialize)]
-struct NoFields {}
-
 async fn signout(CsrfForm { user, .. }: CsrfForm<NoFields>) -> Result<Response, AppError> {
     session::sign_out(&user.session).await?;
     Ok(Redirect::to("/auth/signin").into_response())
@@ -406,7 +403,7 @@ pub async fn checkout_form(
 /// The browser side of `POST /billing/portal`: 303 to the Stripe portal.
 pub async fn portal_form(
     state: &AppState,
-    form: CsrfForm<NoFieldsPublic>,
+    form: CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
     let url = checkout::open_portal(state, &form.user.id).await?;
     Ok(Redirect::to(&url).into_response())
@@ -418,9 +415,6 @@ pub struct PlanForm {
     plan: String,
 }
 
-/// A form with nothing but the CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct NoFieldsPublic {}
 
 /// Whether a response should be a fragment (htmx) or a full page.
 pub fn wants_fragment(headers: &HeaderMap) -> bool {

@@ -188,3 +188,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
         Ok(CsrfForm { user, form })
     }
 }
+
+/// A form with nothing but the CSRF token (sign-out, the portal button, admin actions).
+#[derive(Debug, serde::Deserialize)]
+pub struct NoFields {}
