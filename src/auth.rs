@@ -258,5 +258,4 @@ mod tests {
             proptest::prop_assert!(verify(&token, SECRET, NOW).is_err());
         }
     }
-
 }

@@ -148,7 +148,9 @@ impl From<sqlx::Error> for AppError {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => AppError::DatabaseUnavailable(e),
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => AppError::DatabaseUnavailable(e),
             sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => {
                 AppError::DatabaseUnavailable(e)
             }
@@ -157,16 +159,20 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
-/// SQLite busy/locked/read-only/IO and PostgreSQL connection and shutdown classes.
+/// SQLite busy/locked/read-only/I/O/full/cannot-open (primary result codes; sqlx reports extended
+/// ones such as 778 = SQLITE_IOERR_WRITE), and PostgreSQL connection exceptions (08), not accepting
+/// connections (55000), insufficient resources (53) and shutdown (57P).
 fn is_unavailable_code(code: Option<&str>) -> bool {
-    match code {
-        Some(c) => {
-            matches!(c, "5" | "6" | "8" | "10" | "13" | "14")
-                || c.starts_with("08")
-                || c.starts_with("57P")
-        }
-        None => false,
+    let Some(code) = code else { return false };
+    // PostgreSQL's SQLSTATE is always five characters; SQLite's result codes are plain numbers.
+    if code.len() == 5 {
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || code.starts_with("57P")
+            || code == "55000";
     }
+    code.parse::<i64>()
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
 }
 
 /// What the client may see of an error, left for the HTML presenter (`web::html`).
@@ -209,5 +215,22 @@ impl IntoResponse for AppError {
             message,
         });
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_unavailable_code;
+
+    #[test]
+    fn outage_codes_of_both_databases_are_recognised() {
+        for code in [
+            "5", "517", "8", "778", "1546", "13", "14", "08006", "57P01", "55000", "53300",
+        ] {
+            assert!(is_unavailable_code(Some(code)), "{code}");
+        }
+        for code in ["19", "2067", "23505", "42P01", "1"] {
+            assert!(!is_unavailable_code(Some(code)), "{code}");
+        }
     }
 }

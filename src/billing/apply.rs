@@ -57,20 +57,47 @@ pub async fn process(
         }
         Err(e) => {
             let detail = describe(&e);
-            let outcome = db::events::fail(
+            let max_attempts = i64::from(state.settings.event_max_attempts);
+            let outcome = match db::events::fail(
                 &state.db.pool,
                 event_id,
                 &detail,
                 now,
-                i64::from(state.settings.event_max_attempts),
+                max_attempts,
             )
-            .await?;
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(db_error) => {
+                    // The database is gone too: keep trying to record the failure (which also frees
+                    // the event's lease) so the event is retried soon after the database returns,
+                    // not only when the lease runs out.
+                    record_failure_later(state.clone(), event_id.to_owned(), detail, max_attempts);
+                    return Err(db_error.into());
+                }
+            };
             tracing::warn!(event = event_id, error = %detail, state = outcome.as_str(), "event not applied; will retry");
             metrics::counter!("msr_webhook_events_total", "type" => stored.kind.clone(), "outcome" => outcome.as_str())
                 .increment(1);
             Ok(Some(outcome))
         }
     }
+}
+
+fn record_failure_later(state: AppState, event_id: String, detail: String, max_attempts: i64) {
+    tokio::spawn(async move {
+        for _ in 0..600 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now = Utc::now().timestamp();
+            if db::events::fail(&state.db.pool, &event_id, &detail, now, max_attempts)
+                .await
+                .is_ok()
+            {
+                state.wake.notify_one();
+                return;
+            }
+        }
+    });
 }
 
 /// An error's full story for the event's `last_error` (no secrets are ever in these).
@@ -324,9 +351,24 @@ async fn write_snapshot(
     };
     let previous =
         db::subscriptions::find_for_update(&mut tx, state.db.backend, snapshot.id.as_str()).await?;
+    // Another event of the same second was applied since we looked (outside this transaction):
+    // neither payload can be trusted over the other, so ask Stripe, as for equal timestamps.
+    if !fresh && previous.as_ref().is_some_and(|p| p.watermark == watermark) {
+        drop(tx);
+        let subscription = snapshot.id.to_string();
+        return Box::pin(refetch_and_write(
+            state,
+            &subscription,
+            event,
+            watermark,
+            user_hint,
+            action_required,
+        ))
+        .await;
+    }
     let stale = previous
         .as_ref()
-        .is_some_and(|p| !fresh && p.watermark >= watermark);
+        .is_some_and(|p| !fresh && p.watermark > watermark);
     let outcome = if stale {
         EventState::Skipped
     } else {
@@ -542,6 +584,8 @@ pub async fn write_fetched(
 ) -> Result<EventState, AppError> {
     let snapshot = objects::subscription(subscription)
         .map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
-    let watermark = stored_watermark(state, snapshot.id.as_str()).await?.unwrap_or(0);
+    let watermark = stored_watermark(state, snapshot.id.as_str())
+        .await?
+        .unwrap_or(0);
     write_snapshot(state, &snapshot, None, watermark, true, user_hint, None).await
 }

@@ -63,8 +63,14 @@ impl EntitlementCache {
         if self.capacity == 0 || !self.healthy.load(Ordering::Acquire) {
             return None;
         }
-        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.get(user).filter(|s| now - s.loaded_at < self.ttl).cloned()
+        let entries = self
+            .entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(user)
+            .filter(|s| now - s.loaded_at < self.ttl)
+            .cloned()
     }
 
     /// The epoch to pass to [`EntitlementCache::put`]: read it before loading from the store.
@@ -77,7 +83,10 @@ impl EntitlementCache {
         if self.capacity == 0 || !self.healthy.load(Ordering::Acquire) {
             return;
         }
-        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
@@ -90,14 +99,20 @@ impl EntitlementCache {
 
     /// Forgets one user (their entitlement changed).
     pub fn evict(&self, user: &str) {
-        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         entries.remove(user);
     }
 
     /// Forgets everyone and marks the cache trusted or not.
     pub fn reset(&self, healthy: bool) {
-        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         entries.clear();
         self.healthy.store(healthy, Ordering::Release);
@@ -105,7 +120,10 @@ impl EntitlementCache {
 
     /// How many users are cached.
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing is cached.
@@ -131,14 +149,18 @@ pub fn spawn_listener(cache: Arc<EntitlementCache>, url: String) {
                                 // The connection dropped: anything may have been missed.
                                 Ok(None) | Err(_) => {
                                     cache.reset(false);
-                                    tracing::warn!("entitlement change listener lost; cache off until it reconnects");
+                                    tracing::warn!(
+                                        "entitlement change listener lost; cache off until it reconnects"
+                                    );
                                     break;
                                 }
                             }
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "entitlement change listener cannot connect; cache off"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "entitlement change listener cannot connect; cache off")
+                }
             }
             cache.reset(false);
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -151,7 +173,12 @@ mod tests {
     use super::*;
 
     fn snap(at: DateTime<Utc>) -> Arc<Snapshot> {
-        Arc::new(Snapshot { known: true, entitlement: None, complimentary_until: None, loaded_at: at })
+        Arc::new(Snapshot {
+            known: true,
+            entitlement: None,
+            complimentary_until: None,
+            loaded_at: at,
+        })
     }
 
     #[test]
@@ -161,7 +188,12 @@ mod tests {
         let epoch = cache.epoch();
         cache.put("u", snap(now), epoch);
         assert!(cache.get("u", now).is_some());
-        assert!(cache.get("u", now + chrono::Duration::seconds(31)).is_none(), "expired");
+        assert!(
+            cache
+                .get("u", now + chrono::Duration::seconds(31))
+                .is_none(),
+            "expired"
+        );
         // A reader loads, a write evicts meanwhile: the reader's value is not stored.
         let reader_epoch = cache.epoch();
         cache.evict("u");

@@ -54,8 +54,13 @@ pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnsw
     if !snapshot.known {
         return Err(AppError::UnknownUser(user_id.to_string()));
     }
-    let decision = state.policy.decide_with_grant(snapshot.entitlement.as_ref(), snapshot.complimentary_until, now);
-    metrics::counter!("msr_entitlement_decisions_total", "reason" => decision.reason.as_str()).increment(1);
+    let decision = state.policy.decide_with_grant(
+        snapshot.entitlement.as_ref(),
+        snapshot.complimentary_until,
+        now,
+    );
+    metrics::counter!("msr_entitlement_decisions_total", "reason" => decision.reason.as_str())
+        .increment(1);
     Ok(EntitlementAnswer {
         user_id: user_id.clone(),
         entitlement: snapshot.entitlement.clone(),

@@ -78,8 +78,12 @@ pub async fn sync_subscriptions(
     let api = state.stripe()?;
     let users: Vec<(String, String)> = match only {
         Some(u) => {
-            let user = db::users::find(&state.db.pool, u).await?.ok_or_else(|| AppError::UnknownUser(u.to_string()))?;
-            user.stripe_customer_id.map(|c| vec![(user.id.to_string(), c.to_string())]).unwrap_or_default()
+            let user = db::users::find(&state.db.pool, u)
+                .await?
+                .ok_or_else(|| AppError::UnknownUser(u.to_string()))?;
+            user.stripe_customer_id
+                .map(|c| vec![(user.id.to_string(), c.to_string())])
+                .unwrap_or_default()
         }
         None => db::users::with_customers(&state.db.pool).await?,
     };

@@ -50,7 +50,10 @@ pub fn spawn(state: AppState) {
         loop {
             match reduce_old_events(&retention_state).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(events = n, "old event payloads reduced to id, type and outcome"),
+                Ok(n) => tracing::info!(
+                    events = n,
+                    "old event payloads reduced to id, type and outcome"
+                ),
                 Err(e) => tracing::warn!(error = %e, "event retention pass failed; will try again"),
             }
             tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -107,13 +107,21 @@ pub async fn find_for_check<'c, E: Executor<'c, Database = Any>>(
     let Some(row) = row else { return Ok(None) };
     let complimentary: Option<i64> = row.try_get("complimentary_until")?;
     let has_entitlement = row.try_get::<Option<String>, _>("status")?.is_some();
-    let entitlement = if has_entitlement { Some(from_row(&row)?) } else { None };
+    let entitlement = if has_entitlement {
+        Some(from_row(&row)?)
+    } else {
+        None
+    };
     Ok(Some((complimentary, entitlement)))
 }
 
 /// Tells every instance (PostgreSQL `NOTIFY`, delivered at commit) that a user's entitlement
 /// changed; nothing to do on SQLite, where the one instance evicts in-process.
-pub async fn notify_changed(conn: &mut sqlx::AnyConnection, backend: super::Backend, user: &str) -> Result<(), sqlx::Error> {
+pub async fn notify_changed(
+    conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
+    user: &str,
+) -> Result<(), sqlx::Error> {
     if backend == super::Backend::Postgres {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::billing::cache::CHANNEL)

@@ -234,9 +234,11 @@ pub async fn fail<'c, E: Executor<'c, Database = Any>>(
     .bind(max_attempts)
     .bind(now)
     .bind(id)
-    .fetch_optional(ex)
+    // fetch_all, not fetch_optional: SQLite commits an UPDATE … RETURNING only when the statement
+    // is stepped to its end, and reports a failed commit (read-only disk) only there.
+    .fetch_all(ex)
     .await?;
-    let state: Option<String> = row.map(|r| r.try_get("state")).transpose()?;
+    let state: Option<String> = row.first().map(|r| r.try_get("state")).transpose()?;
     Ok(if state.as_deref() == Some("dead") {
         EventState::Dead
     } else {
@@ -258,7 +260,10 @@ pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(
 
 /// Reduces finished events received before `before` to their id, type and outcome: the payload and
 /// the ids that point at a person are dropped. Returns how many were reduced.
-pub async fn reduce_old<'c, E: Executor<'c, Database = Any>>(ex: E, before: i64) -> Result<u64, sqlx::Error> {
+pub async fn reduce_old<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    before: i64,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE stripe_events SET payload = '', customer_id = NULL, subscription_id = NULL, user_id = NULL, \
          last_error = NULL WHERE received_at < $1 AND payload <> '' \
@@ -273,7 +278,9 @@ pub async fn reduce_old<'c, E: Executor<'c, Database = Any>>(ex: E, before: i64)
 /// Puts back in the queue every unmatched event whose customer is linked to a user by now. (An event
 /// found no user while, concurrently, its customer was being linked: the link's own requeue can run
 /// before that event's "unmatched" is committed. This sweep closes that gap.)
-pub async fn requeue_linked_unmatched<'c, E: Executor<'c, Database = Any>>(ex: E) -> Result<u64, sqlx::Error> {
+pub async fn requeue_linked_unmatched<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE stripe_events SET state = 'pending', next_attempt_at = NULL WHERE state = 'unmatched' \
          AND customer_id IN (SELECT stripe_customer_id FROM users WHERE stripe_customer_id IS NOT NULL)",
@@ -346,6 +353,10 @@ pub async fn for_user<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// How many events are in each state.
-pub async fn count_by_state<'c, E: Executor<'c, Database = Any>>(ex: E) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT state, COUNT(*) FROM stripe_events GROUP BY state").fetch_all(ex).await
+pub async fn count_by_state<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT state, COUNT(*) FROM stripe_events GROUP BY state")
+        .fetch_all(ex)
+        .await
 }

@@ -59,7 +59,19 @@ impl Db {
             .map_err(|e| config_error(format!("cannot be parsed: {}", redact(&e))))?;
         let pool_options = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(Duration::from_secs(5))
+            // A connection whose transaction could not be rolled back (the database went away
+            // mid-transaction) is closed rather than handed out again half inside a transaction.
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::TransactionManager;
+                    Ok(
+                        <sqlx::Any as sqlx::Database>::TransactionManager::get_transaction_depth(
+                            conn,
+                        ) == 0,
+                    )
+                })
+            });
         let pool_options = match backend {
             // WAL lets readers go on while one writer commits; synchronous=NORMAL in WAL mode never
             // loses a committed transaction to a process crash (only to a power cut, the last few).

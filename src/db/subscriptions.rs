@@ -203,6 +203,12 @@ pub async fn refresh_entitlement(
 }
 
 /// The `created` of the newest event applied to a subscription, if it is stored.
-pub async fn watermark<'c, E: Executor<'c, Database = Any>>(ex: E, id: &str) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1").bind(id).fetch_optional(ex).await
+pub async fn watermark<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(ex)
+        .await
 }

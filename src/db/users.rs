@@ -146,8 +146,12 @@ pub async fn set_email<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// (user id, customer id) of every user with a Stripe customer, by id.
-pub async fn with_customers<'c, E: Executor<'c, Database = Any>>(ex: E) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, stripe_customer_id FROM users WHERE stripe_customer_id IS NOT NULL ORDER BY id")
-        .fetch_all(ex)
-        .await
+pub async fn with_customers<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, stripe_customer_id FROM users WHERE stripe_customer_id IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(ex)
+    .await
 }

@@ -38,7 +38,9 @@ pub enum StripeCallError {
 impl StripeCallError {
     /// Whether Stripe gave a final answer (the Idempotency-Key's attempt must move on before a retry).
     pub fn is_definitive(&self) -> bool {
-        matches!(self, StripeCallError::Api { .. })
+        // 409 (the same key still in flight, or a lock) and 429 (rate limit) say "try again":
+        // the first request may still succeed, so its key must be kept.
+        matches!(self, StripeCallError::Api { status, .. } if !matches!(status, 409 | 429))
     }
 }
 

@@ -231,5 +231,4 @@ mod tests {
             let _ = verify(Some(&header), b"{}", &[Secret::new("whsec_fuzz")], NOW);
         }
     }
-
 }

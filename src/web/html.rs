@@ -100,7 +100,10 @@ pub async fn html_errors(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let session = request.extensions().get::<tower_sessions::Session>().cloned();
+    let session = request
+        .extensions()
+        .get::<tower_sessions::Session>()
+        .cloned();
     let response = next.run(request).await;
     let status = response.status();
     if !browser || !(status.is_client_error() || status.is_server_error()) {
@@ -140,7 +143,10 @@ pub async fn html_errors(
         };
         // The page keeps the signed-in user's navigation.
         let user = match session {
-            Some(s) => crate::web::session::read_user(s, &state).await.ok().flatten(),
+            Some(s) => crate::web::session::read_user(s, &state)
+                .await
+                .ok()
+                .flatten(),
             None => None,
         };
         render(&ErrorPage {
@@ -157,7 +163,10 @@ pub async fn html_errors(
 /// An API message as a sentence for a person: capital first letter, final full stop.
 fn sentence(message: &str) -> String {
     let mut chars = message.chars();
-    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
     out.push_str(chars.as_str());
     if !out.ends_with(['.', '!', '?']) {
         out.push('.');

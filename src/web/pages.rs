@@ -401,10 +401,7 @@ pub async fn checkout_form(
 }
 
 /// The browser side of `POST /billing/portal`: 303 to the Stripe portal.
-pub async fn portal_form(
-    state: &AppState,
-    form: CsrfForm<NoFields>,
-) -> Result<Response, AppError> {
+pub async fn portal_form(state: &AppState, form: CsrfForm<NoFields>) -> Result<Response, AppError> {
     let url = checkout::open_portal(state, &form.user.id).await?;
     Ok(Redirect::to(&url).into_response())
 }
@@ -414,7 +411,6 @@ pub async fn portal_form(
 pub struct PlanForm {
     plan: String,
 }
-
 
 /// Whether a response should be a fragment (htmx) or a full page.
 pub fn wants_fragment(headers: &HeaderMap) -> bool {

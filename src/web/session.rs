@@ -40,7 +40,10 @@ async fn session_of(parts: &mut Parts, state: &AppState) -> Result<Session, AppE
 }
 
 /// The signed-in user of a session, if any.
-pub(crate) async fn read_user(session: Session, state: &AppState) -> Result<Option<SessionUser>, AppError> {
+pub(crate) async fn read_user(
+    session: Session,
+    state: &AppState,
+) -> Result<Option<SessionUser>, AppError> {
     let get = |e: tower_sessions::session::Error| AppError::Internal(format!("session store: {e}"));
     let Some(raw) = session.get::<String>(USER_KEY).await.map_err(get)? else {
         return Ok(None);

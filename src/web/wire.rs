@@ -68,7 +68,11 @@ pub fn entitlement_answer(a: &EntitlementAnswer) -> EntitlementBody {
         user_id: a.user_id.to_string(),
         entitled: a.decision.entitled,
         status: a.status().to_owned(),
-        plan: a.entitlement.as_ref().and_then(|e| e.plan).map(|p| p.to_string()),
+        plan: a
+            .entitlement
+            .as_ref()
+            .and_then(|e| e.plan)
+            .map(|p| p.to_string()),
         reason: a.decision.reason.as_str().to_owned(),
         valid_until: a.decision.valid_until.map(time),
         pause_active: a.entitlement.as_ref().is_some_and(|e| e.pause_active),
@@ -106,7 +110,9 @@ pub fn stored_entitlement(a: &EntitlementAnswer) -> StoredEntitlementBody {
         status: a.status().to_owned(),
         stripe_status: e.map(|e| e.stripe_status.as_str().to_owned()),
         pause_active: e.is_some_and(|e| e.pause_active),
-        stripe_subscription_id: e.and_then(|e| e.stripe_subscription_id.as_ref()).map(ToString::to_string),
+        stripe_subscription_id: e
+            .and_then(|e| e.stripe_subscription_id.as_ref())
+            .map(ToString::to_string),
         plan: e.and_then(|e| e.plan).map(|p| p.to_string()),
         current_period_end: e.and_then(|e| e.current_period_end).map(time),
         cancel_at_period_end: e.is_some_and(|e| e.cancel_at_period_end),

@@ -124,7 +124,10 @@ struct Capture;
 
 impl std::io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        CAPTURED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
         if std::env::var("TEST_LOG").is_ok() {
             std::io::stderr().write_all(buf)?;
         }
@@ -136,13 +139,24 @@ impl std::io::Write for Capture {
 }
 
 fn capture_logs() {
-    let filter = tracing_subscriber::EnvFilter::new("debug,hyper=info,hyper_util=info,sqlx=info,h2=info,tower_sessions=info");
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(|| Capture).try_init();
+    let filter = tracing_subscriber::EnvFilter::new(
+        "debug,hyper=info,hyper_util=info,sqlx=info,h2=info,tower_sessions=info",
+    );
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(|| Capture)
+        .try_init();
 }
 
 /// Logs captured so far, as text.
 pub fn captured_logs() -> String {
-    String::from_utf8_lossy(&CAPTURED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+    String::from_utf8_lossy(
+        &CAPTURED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned()
 }
 
 /// The environment every test app starts from: debug on, port 0, the given database.

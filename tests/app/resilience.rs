@@ -247,9 +247,15 @@ async fn a_cached_answer_says_when_it_was_read_and_a_change_evicts_it() {
     let first = app.entitled("cache-1").await.1;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let second = app.entitled("cache-1").await.1;
-    assert_eq!(second["as_of"], first["as_of"], "served from the cache: as_of is when it was read");
+    assert_eq!(
+        second["as_of"], first["as_of"],
+        "served from the cache: as_of is when it was read"
+    );
     let started = json(app.checkout("cache-1", "weekly").await).await;
-    app.sim().pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa).await.unwrap();
+    app.sim()
+        .pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa)
+        .await
+        .unwrap();
     app.settle().await;
     let third = app.entitled("cache-1").await;
     assert_eq!(third.0, 200, "the change evicted the cached 402");
@@ -259,17 +265,21 @@ async fn a_cached_answer_says_when_it_was_read_and_a_change_evicts_it() {
 #[tokio::test]
 async fn another_instance_on_postgresql_sees_a_change_within_a_second() {
     let Some(server) = postgres_url() else {
-        skip("cache invalidation across instances", "MSR_TEST_POSTGRES_URL is not set");
+        skip(
+            "cache invalidation across instances",
+            "MSR_TEST_POSTGRES_URL is not set",
+        );
         return;
     };
     let db = TestDb::fresh_postgres(&server).await;
     let a = StripeApp::spawn_on(db, &[]).await;
     let b = a.second_instance().await;
     // Only instance A hears from Stripe.
-    a.sim().set_webhook_endpoints(vec![msr_stripe_sim::WebhookEndpoint {
-        url: format!("{}/billing/webhook", a.address),
-        secret: WEBHOOK_SECRET.into(),
-    }]);
+    a.sim()
+        .set_webhook_endpoints(vec![msr_stripe_sim::WebhookEndpoint {
+            url: format!("{}/billing/webhook", a.address),
+            secret: WEBHOOK_SECRET.into(),
+        }]);
     a.create_user("inst", "inst@example.com").await;
     // B's listener connects in the background; wait until B caches (two equal as_of answers).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -280,17 +290,26 @@ async fn another_instance_on_postgresql_sees_a_change_within_a_second() {
         if x == y {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "instance B never cached");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "instance B never cached"
+        );
     }
     let started = json(a.checkout("inst", "monthly").await).await;
-    a.sim().pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa).await.unwrap();
+    a.sim()
+        .pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa)
+        .await
+        .unwrap();
     a.settle().await;
     let changed_at = std::time::Instant::now();
     loop {
         if b.entitlement("inst").await.status().as_u16() == 200 {
             break;
         }
-        assert!(changed_at.elapsed() < std::time::Duration::from_secs(1), "B still answers from a stale cache");
+        assert!(
+            changed_at.elapsed() < std::time::Duration::from_secs(1),
+            "B still answers from a stale cache"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -11,7 +11,12 @@ use crate::helpers::{StripeApp, WEBHOOK_SECRET, captured_logs, now, sign};
 async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
     let internal = "internal-secret-a8f3c1d2e4";
     let auth = "auth-secret-77b1e9c0aa";
-    let app = StripeApp::spawn_with(&[("MSR_INTERNAL_API_KEY", internal), ("MSR_AUTH_SECRET", auth), ("MSR_ADMIN_USER_IDS", "sec-admin")]).await;
+    let app = StripeApp::spawn_with(&[
+        ("MSR_INTERNAL_API_KEY", internal),
+        ("MSR_AUTH_SECRET", auth),
+        ("MSR_ADMIN_USER_IDS", "sec-admin"),
+    ])
+    .await;
     // The whole journey: a user, checkout, payment, webhooks, the entitlement, a bad signature,
     // a sign-in hand-off, a page, an admin page, metrics.
     app.create_user("sec", "sec@example.com").await;
@@ -24,29 +29,101 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
         .await
         .unwrap();
     assert_eq!(started.status().as_u16(), 200);
-    let session = crate::helpers::json(started).await["session_id"].as_str().unwrap().to_owned();
-    app.sim().pay_checkout(&session, TestCard::Visa).await.unwrap();
+    let session = crate::helpers::json(started).await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.sim()
+        .pay_checkout(&session, TestCard::Visa)
+        .await
+        .unwrap();
     app.settle().await;
-    let entitled = app.request(Method::GET, "/billing/entitlement").header("X-User-Id", "sec").bearer_auth(internal).send().await.unwrap();
+    let entitled = app
+        .request(Method::GET, "/billing/entitlement")
+        .header("X-User-Id", "sec")
+        .bearer_auth(internal)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(entitled.status().as_u16(), 200);
-    let wrong_key = app.request(Method::GET, "/billing/entitlement").header("X-User-Id", "sec").bearer_auth("not-the-key").send().await.unwrap();
+    let wrong_key = app
+        .request(Method::GET, "/billing/entitlement")
+        .header("X-User-Id", "sec")
+        .bearer_auth("not-the-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong_key.status().as_u16(), 401);
-    let body = json!({"id": "evt_sec", "type": "ping", "created": now(), "data": {"object": {}}}).to_string();
-    assert_eq!(app.post_webhook(&body, Some(sign("whsec_wrong", now(), &body))).await.status().as_u16(), 400);
-    assert_eq!(app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body))).await.status().as_u16(), 200);
-    let token = msr_billing::auth::sign(&json!({"sub": "sec-admin", "email": "a@example.com", "exp": now() + 60, "jti": "sec-1"}), auth.as_bytes());
-    let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::limited(3)).build().unwrap();
-    let signed_in = browser.get(format!("{}/auth/handoff", app.address)).query(&[("token", &token)]).header("Accept", "text/html").send().await.unwrap();
+    let body = json!({"id": "evt_sec", "type": "ping", "created": now(), "data": {"object": {}}})
+        .to_string();
+    assert_eq!(
+        app.post_webhook(&body, Some(sign("whsec_wrong", now(), &body)))
+            .await
+            .status()
+            .as_u16(),
+        400
+    );
+    assert_eq!(
+        app.post_webhook(&body, Some(sign(WEBHOOK_SECRET, now(), &body)))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let token = msr_billing::auth::sign(
+        &json!({"sub": "sec-admin", "email": "a@example.com", "exp": now() + 60, "jti": "sec-1"}),
+        auth.as_bytes(),
+    );
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap();
+    let signed_in = browser
+        .get(format!("{}/auth/handoff", app.address))
+        .query(&[("token", &token)])
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(signed_in.status().as_u16(), 200);
-    let admin = browser.get(format!("{}/admin/users/sec", app.address)).header("Accept", "text/html").send().await.unwrap();
+    let admin = browser
+        .get(format!("{}/admin/users/sec", app.address))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(admin.status().as_u16(), 200);
-    let replayed = browser.get(format!("{}/auth/handoff", app.address)).query(&[("token", &token)]).header("Accept", "text/html").send().await.unwrap();
+    let replayed = browser
+        .get(format!("{}/auth/handoff", app.address))
+        .query(&[("token", &token)])
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replayed.status().as_u16(), 401);
-    app.request(Method::GET, "/metrics").bearer_auth(internal).send().await.unwrap();
+    app.request(Method::GET, "/metrics")
+        .bearer_auth(internal)
+        .send()
+        .await
+        .unwrap();
 
     let logs = captured_logs();
-    assert!(logs.contains("subscription synced") && logs.contains("hand-off"), "the journey was logged");
-    for secret in [internal, auth, WEBHOOK_SECRET, "sk_test_simulator", token.as_str(), "not-the-key"] {
-        assert!(!logs.contains(secret), "a secret reached the logs: {secret}");
+    assert!(
+        logs.contains("subscription synced") && logs.contains("hand-off"),
+        "the journey was logged"
+    );
+    for secret in [
+        internal,
+        auth,
+        WEBHOOK_SECRET,
+        "sk_test_simulator",
+        token.as_str(),
+        "not-the-key",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
     }
 }

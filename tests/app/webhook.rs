@@ -335,7 +335,9 @@ async fn events_for_an_unknown_customer_are_kept_and_applied_once_it_is_linked()
     app.create_user("late", "late@example.com").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let left = loop {
-        msr_billing::billing::worker::run_due(&app.state).await.unwrap();
+        msr_billing::billing::worker::run_due(&app.state)
+            .await
+            .unwrap();
         let left: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM stripe_events WHERE state IN ('unmatched', 'pending', 'failed')",
         )
@@ -390,20 +392,31 @@ async fn old_event_payloads_are_reduced_to_id_type_and_outcome() {
     let app = StripeApp::spawn_with(&[("MSR_EVENT_RETENTION", "1h")]).await;
     app.subscribed("ret", "monthly", TestCard::Visa).await;
     let total = app.count_events().await;
-    sqlx::query("UPDATE stripe_events SET received_at = received_at - 7200").execute(&app.state.db.pool).await.unwrap();
-    let reduced = msr_billing::billing::worker::reduce_old_events(&app.state).await.unwrap();
+    sqlx::query("UPDATE stripe_events SET received_at = received_at - 7200")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let reduced = msr_billing::billing::worker::reduce_old_events(&app.state)
+        .await
+        .unwrap();
     assert_eq!(reduced as i64, total);
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE payload <> '' OR customer_id IS NOT NULL OR user_id IS NOT NULL")
         .fetch_one(&app.state.db.pool)
         .await
         .unwrap();
     assert_eq!(left, 0);
-    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE state = 'applied' AND type <> ''")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM stripe_events WHERE state = 'applied' AND type <> ''",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
     assert!(kept > 0, "id, type and outcome stay");
-    assert_eq!(app.entitled("ret").await.0, 200, "the entitlement does not depend on old payloads");
+    assert_eq!(
+        app.entitled("ret").await.0,
+        200,
+        "the entitlement does not depend on old payloads"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,7 +424,12 @@ async fn a_burst_of_forged_webhooks_is_refused_cheaply_while_real_ones_are_accep
     let app = StripeApp::spawn().await;
     app.create_user("burst", "burst@example.com").await;
     let started = json(app.checkout("burst", "monthly").await).await;
-    let body = event("evt_forged", "customer.subscription.deleted", now() + 10_000, json!({"id": "sub_x", "object": "subscription"}));
+    let body = event(
+        "evt_forged",
+        "customer.subscription.deleted",
+        now() + 10_000,
+        json!({"id": "sub_x", "object": "subscription"}),
+    );
     let forged = sign("whsec_attacker", now(), &body);
     let client = app.client.clone();
     let url = format!("{}/billing/webhook", app.address);
@@ -421,7 +439,11 @@ async fn a_burst_of_forged_webhooks_is_refused_cheaply_while_real_ones_are_accep
         for chunk in 0..40 {
             let calls = (0..250).map(|i| {
                 let b = body.replace("evt_forged", &format!("evt_forged_{chunk}_{i}"));
-                client.post(&url).header("Stripe-Signature", &forged).body(b).send()
+                client
+                    .post(&url)
+                    .header("Stripe-Signature", &forged)
+                    .body(b)
+                    .send()
             });
             for r in futures::future::join_all(calls).await {
                 if r.map(|r| r.status().as_u16() == 400).unwrap_or(false) {
@@ -432,15 +454,26 @@ async fn a_burst_of_forged_webhooks_is_refused_cheaply_while_real_ones_are_accep
         refused
     });
     // Meanwhile the owner pays and Stripe's real events come in.
-    app.sim().pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa).await.unwrap();
+    app.sim()
+        .pay_checkout(started["session_id"].as_str().unwrap(), TestCard::Visa)
+        .await
+        .unwrap();
     app.settle().await;
     let refused = burst.await.unwrap();
     assert_eq!(refused, 10_000, "every forged webhook refused");
-    eprintln!("10,000 forged webhooks refused in {:?}", started_at.elapsed());
-    assert_eq!(app.entitled("burst").await.0, 200, "the real ones were accepted and applied");
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE id LIKE 'evt_forged%'")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+    eprintln!(
+        "10,000 forged webhooks refused in {:?}",
+        started_at.elapsed()
+    );
+    assert_eq!(
+        app.entitled("burst").await.0,
+        200,
+        "the real ones were accepted and applied"
+    );
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM stripe_events WHERE id LIKE 'evt_forged%'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
     assert_eq!(stored, 0, "nothing forged was stored");
 }

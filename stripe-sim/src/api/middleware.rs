@@ -178,38 +178,53 @@ pub(crate) async fn idempotency(
             }
         }
     }
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    let (resp_parts, resp_body) = resp.into_parts();
-    let body = axum::body::to_bytes(resp_body, 16 << 20)
-        .await
-        .unwrap_or_default();
-    let status = resp_parts.status.as_u16();
-    let request_id = resp_parts
-        .headers
-        .get("request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_default();
-    {
-        let mut map = lock(&sim.inner.idempotency);
-        if status == 400 {
-            map.remove(&key);
-        } else {
-            map.insert(
-                key,
-                Idem::Done {
-                    fingerprint,
-                    status,
-                    body: body.clone(),
-                    request_id,
-                    at: sim.now(),
-                },
-            );
+    // Stripe finishes a request whose client went away and saves its answer for the retry: run
+    // the rest in a task of its own, so a dropped connection cannot leave the key "in flight".
+    let task_sim = sim.clone();
+    let task_key = key.clone();
+    let finished = tokio::spawn(async move {
+        let sim = task_sim;
+        let key = task_key;
+        let resp = next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await;
+        let (resp_parts, resp_body) = resp.into_parts();
+        let body = axum::body::to_bytes(resp_body, 16 << 20)
+            .await
+            .unwrap_or_default();
+        let status = resp_parts.status.as_u16();
+        let request_id = resp_parts
+            .headers
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_default();
+        {
+            let mut map = lock(&sim.inner.idempotency);
+            if status == 400 {
+                map.remove(&key);
+            } else {
+                map.insert(
+                    key,
+                    Idem::Done {
+                        fingerprint,
+                        status,
+                        body: body.clone(),
+                        request_id,
+                        at: sim.now(),
+                    },
+                );
+            }
+        }
+        Response::from_parts(resp_parts, Body::from(body))
+    });
+    match finished.await {
+        Ok(response) => response,
+        Err(_) => {
+            lock(&sim.inner.idempotency).remove(&key);
+            StripeError::api_error().into_response()
         }
     }
-    Response::from_parts(resp_parts, Body::from(body))
 }
 
 fn replay(status: u16, body: axum::body::Bytes, request_id: &str) -> Response {
