@@ -47,6 +47,7 @@ impl FromRequestParts<AppState> for ApiUser {
             .to_str()
             .map_err(|_| AppError::invalid("invalid_user_id", "X-User-Id must be plain ASCII"))?;
         UserId::parse(raw)
+            .inspect(|user| crate::web::middleware::record_user(parts, user))
             .map(ApiUser)
             .map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))
     }

@@ -34,7 +34,30 @@ pub fn make_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Sp
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
+        // Filled in once the caller is known (X-User-Id or the session), so every later line of
+        // the request carries it.
+        user_id = tracing::field::Empty,
     )
+}
+
+/// The request's own span, kept in its extensions: layers inside (tower-sessions) open spans of
+/// their own, so "the current span" in an extractor is not the request's.
+#[derive(Clone)]
+pub struct RequestSpan(pub tracing::Span);
+
+/// Keeps the request span where extractors can find it.
+pub async fn remember_span(mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(RequestSpan(tracing::Span::current()));
+    next.run(request).await
+}
+
+/// Records who the request is for on its span, so every later line of it carries the user id.
+pub fn record_user(parts: &axum::http::request::Parts, user: &crate::domain::UserId) {
+    if let Some(RequestSpan(span)) = parts.extensions.get::<RequestSpan>() {
+        span.record("user_id", tracing::field::display(user));
+    }
 }
 
 /// Logs the cause of every error response once, inside the request's span: 5xx as errors with their

@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(axum::middleware::from_fn(middleware::remember_span))
                 .layer(axum::middleware::from_fn(middleware::log_errors))
                 .layer(axum::middleware::from_fn_with_state(
                     state.settings.public_url.scheme() == "https",

@@ -78,9 +78,11 @@ impl FromRequestParts<AppState> for SessionUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let session = session_of(parts, state).await?;
-        read_user(session, state)
+        let user = read_user(session, state)
             .await?
-            .ok_or(AppError::SignInRequired)
+            .ok_or(AppError::SignInRequired)?;
+        crate::web::middleware::record_user(parts, &user.id);
+        Ok(user)
     }
 }
 

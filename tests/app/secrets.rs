@@ -110,6 +110,15 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
 
     let logs = captured_logs();
     assert!(
+        logs.contains("user_id=sec"),
+        "request lines carry the user id: {}",
+        logs.lines()
+            .filter(|l| l.contains("/billing/entitlement"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
         logs.contains("subscription synced") && logs.contains("hand-off"),
         "the journey was logged"
     );
