@@ -76,16 +76,21 @@ impl Db {
             // WAL lets readers go on while one writer commits; synchronous=NORMAL in WAL mode never
             // loses a committed transaction to a process crash (only to a power cut, the last few).
             // busy_timeout makes a second writer wait instead of failing at once.
-            Backend::Sqlite => pool_options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+            // A SQLite connection that hit an I/O error (the disk went read-only) can keep failing
+            // after the disk is back; connections are renewed every few seconds (cheap for a file)
+            // so the service recovers without a restart.
+            Backend::Sqlite => pool_options
+                .max_lifetime(Duration::from_secs(3))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            }),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                }),
             Backend::Postgres => pool_options,
         };
         let pool = pool_options
