@@ -88,6 +88,14 @@ impl Db {
                          PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
                         )
                         .await?;
+                        // SQLite silently opens a write-protected file read-only; such a connection
+                        // would fail every write long after the disk is writable again. Writing the
+                        // header's user_version back unchanged fails on it, so it is never pooled.
+                        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        conn.execute(format!("PRAGMA user_version = {version}").as_str())
+                            .await?;
                         Ok(())
                     })
                 }),
