@@ -87,8 +87,8 @@ fn sqlite_with_immutable_flag() -> Option<FaultDb> {
 enum Refusal {
     /// The contract: 503, "try again".
     Only503,
-    /// Any 5xx: Stripe retries them all, so nothing is lost (what the main drills hold to while
-    /// the 500s are a known bug).
+    /// Any 5xx: Stripe retries them all, so nothing is lost. The burst drills hold to this and
+    /// check that nothing is lost; the dedicated drills hold to exactly 503.
     Any5xx,
 }
 
