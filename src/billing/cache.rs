@@ -1,31 +1,45 @@
 //! The entitlement cache in front of the store: the check other services call sits in front of
 //! every paid request, so it must not cost a database round trip each time.
 //!
-//! Correctness with several instances on one PostgreSQL: every write of a user's entitlement sends
-//! `NOTIFY msr_entitlements '<user id>'` in its transaction; each instance `LISTEN`s and evicts
-//! that user (its own writes included). While the listener is down the cache is bypassed and
-//! cleared, so an instance never answers from entries it might not have heard about. On SQLite
-//! (one instance) writes evict in-process. Writes made outside any instance (the `sync` command on
-//! SQLite, hand edits) are bounded by `MSR_CACHE_TTL`. A reader that loaded from the store while an
-//! eviction happened does not store what it read (the epoch check), so a stale entry cannot slip
-//! in between a write's commit and its eviction. `as_of` in an answer is when its entry was read
-//! from the store.
+//! It is a mirror of the users and entitlements tables, kept compact (about 100 bytes a user):
+//! - **Filled ahead**: a background pass reads every user (in keyset chunks) at start and then every
+//!   half `MSR_CACHE_TTL`, so a check finds its user loaded whatever the number of users, and a miss
+//!   (a user created since the last pass) costs one query.
+//! - **Own writes**: every write of a user's entitlement (or complimentary access, or the user
+//!   itself) evicts that user after its commit, in this process.
+//! - **Other instances** (PostgreSQL): every such write sends `NOTIFY msr_entitlements '<user id>'` in
+//!   its transaction; each instance `LISTEN`s and evicts that user. While the listener is down the
+//!   cache is bypassed and cleared, so an instance never answers from entries it might not have heard
+//!   about.
+//! - **Writes outside any instance** (the `sync` command beside a server on SQLite, hand edits) are
+//!   bounded by `MSR_CACHE_TTL`: an entry older than that is never answered from.
+//! - **No stale refill**: an eviction leaves a tombstone numbered from a global sequence; a reader
+//!   (one user or the whole pass) takes the sequence number before it reads the store and may store
+//!   what it read only over tombstones older than that, so a value read before a write's commit
+//!   cannot land after the write's eviction.
+//!
+//! `as_of` in an answer is when its entry was read from the store.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::Entitlement;
+use crate::db::from_unix;
+use crate::domain::{Entitlement, EntitlementStatus, Plan, StripeStatus, SubscriptionId};
 
 /// The channel writes notify on.
 pub const CHANNEL: &str = "msr_entitlements";
 
+/// Shards of the map: readers on different cores rarely touch the same lock.
+const SHARDS: usize = 32;
+
 /// What the check needs of one user, as read from the store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// `None`: no such user.
+    /// False: no such user.
     pub known: bool,
     /// The stored entitlement.
     pub entitlement: Option<Entitlement>,
@@ -35,101 +49,319 @@ pub struct Snapshot {
     pub loaded_at: DateTime<Utc>,
 }
 
+/// Unix seconds, `NONE` for absent: the cached form of an optional time.
+const NONE: i64 = i64::MIN;
+
+fn pack_time(t: Option<DateTime<Utc>>) -> i64 {
+    t.map_or(NONE, |t| t.timestamp())
+}
+
+fn unpack_time(t: i64) -> Option<DateTime<Utc>> {
+    (t != NONE).then(|| from_unix(t))
+}
+
+const PAUSE: u8 = 1;
+const CANCEL_AT_END: u8 = 2;
+const ACTION_REQUIRED: u8 = 4;
+
+/// An [`Entitlement`] in 40-odd bytes.
+#[derive(Debug)]
+struct Packed {
+    status: EntitlementStatus,
+    stripe_status: StripeStatus,
+    plan: Option<Plan>,
+    flags: u8,
+    current_period_end: i64,
+    past_due_since: i64,
+    updated_at: i64,
+    subscription: Option<Box<str>>,
+}
+
+/// One user's slot: what was read, or a tombstone left by an eviction.
+#[derive(Debug)]
+enum Slot {
+    Loaded {
+        loaded_at: i64,
+        known: bool,
+        complimentary_until: i64,
+        entitlement: Option<Packed>,
+    },
+    Evicted(u64),
+}
+
+fn pack(s: &Snapshot) -> Slot {
+    Slot::Loaded {
+        loaded_at: s.loaded_at.timestamp(),
+        known: s.known,
+        complimentary_until: pack_time(s.complimentary_until),
+        entitlement: s.entitlement.as_ref().map(|e| Packed {
+            status: e.status,
+            stripe_status: e.stripe_status,
+            plan: e.plan,
+            flags: (u8::from(e.pause_active) * PAUSE)
+                | (u8::from(e.cancel_at_period_end) * CANCEL_AT_END)
+                | (u8::from(e.action_required) * ACTION_REQUIRED),
+            current_period_end: pack_time(e.current_period_end),
+            past_due_since: pack_time(e.past_due_since),
+            updated_at: e.updated_at.timestamp(),
+            subscription: e.stripe_subscription_id.as_ref().map(|s| s.as_str().into()),
+        }),
+    }
+}
+
+fn unpack(
+    loaded_at: i64,
+    known: bool,
+    complimentary_until: i64,
+    entitlement: Option<&Packed>,
+) -> Snapshot {
+    Snapshot {
+        known,
+        complimentary_until: unpack_time(complimentary_until),
+        loaded_at: from_unix(loaded_at),
+        entitlement: entitlement.map(|p| Entitlement {
+            status: p.status,
+            stripe_status: p.stripe_status,
+            pause_active: p.flags & PAUSE != 0,
+            plan: p.plan,
+            stripe_subscription_id: p
+                .subscription
+                .as_deref()
+                .and_then(|s| SubscriptionId::parse(s).ok()),
+            current_period_end: unpack_time(p.current_period_end),
+            cancel_at_period_end: p.flags & CANCEL_AT_END != 0,
+            past_due_since: unpack_time(p.past_due_since),
+            action_required: p.flags & ACTION_REQUIRED != 0,
+            updated_at: from_unix(p.updated_at),
+        }),
+    }
+}
+
+type Shard = RwLock<HashMap<Box<str>, Slot>>;
+
 /// The cache.
 #[derive(Debug)]
 pub struct EntitlementCache {
-    entries: RwLock<HashMap<String, Arc<Snapshot>>>,
-    epoch: AtomicU64,
+    shards: Box<[Shard]>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Numbers evictions; see the module documentation.
+    sequence: AtomicU64,
+    /// Slots in use (entries and tombstones), bounded by `capacity`.
+    len: AtomicUsize,
     /// False while invalidations may be missed (PostgreSQL listener down): reads bypass the cache.
     healthy: AtomicBool,
     capacity: usize,
     ttl: chrono::Duration,
 }
 
+fn lock_read(shard: &Shard) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, Slot>> {
+    shard
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock_write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, Slot>> {
+    shard
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl EntitlementCache {
-    /// A cache of at most `capacity` users whose entries live at most `ttl` (`capacity` 0: off).
+    /// A cache of at most `capacity` users whose entries are answered from for at most `ttl`
+    /// (`capacity` 0: off).
     pub fn new(capacity: usize, ttl: chrono::Duration, healthy: bool) -> Self {
         EntitlementCache {
-            entries: RwLock::new(HashMap::new()),
-            epoch: AtomicU64::new(0),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            sequence: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
             healthy: AtomicBool::new(healthy),
             capacity,
             ttl,
         }
     }
 
+    fn shard(&self, user: &str) -> &Shard {
+        // SHARDS is a power of two; the low bits of SipHash are as good as any.
+        &self.shards[(self.hasher.hash_one(user) as usize) % SHARDS]
+    }
+
+    /// Whether answers may come from here now.
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0 && self.healthy.load(Ordering::Acquire)
+    }
+
+    /// How long entries are answered from: the bound on writes no instance told us about.
+    pub fn ttl(&self) -> chrono::Duration {
+        self.ttl
+    }
+
     /// A fresh entry, if there is one and the cache can be trusted.
-    pub fn get(&self, user: &str, now: DateTime<Utc>) -> Option<Arc<Snapshot>> {
-        if self.capacity == 0 || !self.healthy.load(Ordering::Acquire) {
+    pub fn get(&self, user: &str, now: DateTime<Utc>) -> Option<Snapshot> {
+        if !self.enabled() {
             return None;
         }
-        let entries = self
-            .entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
-            .get(user)
-            .filter(|s| now - s.loaded_at < self.ttl)
-            .cloned()
+        let oldest = (now - self.ttl).timestamp();
+        match lock_read(self.shard(user)).get(user)? {
+            Slot::Loaded {
+                loaded_at,
+                known,
+                complimentary_until,
+                entitlement,
+            } if *loaded_at > oldest => Some(unpack(
+                *loaded_at,
+                *known,
+                *complimentary_until,
+                entitlement.as_ref(),
+            )),
+            _ => None,
+        }
     }
 
-    /// The epoch to pass to [`EntitlementCache::put`]: read it before loading from the store.
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// The sequence number to pass to [`EntitlementCache::put`]: take it before reading the store.
+    pub fn sequence(&self) -> u64 {
+        self.sequence.load(Ordering::Acquire)
     }
 
-    /// Stores what was loaded, unless something was evicted since `epoch` was read.
-    pub fn put(&self, user: &str, snapshot: Arc<Snapshot>, epoch: u64) {
-        if self.capacity == 0 || !self.healthy.load(Ordering::Acquire) {
+    /// Stores what was read from the store after `sequence` was taken, unless the user was evicted
+    /// since (a tombstone newer than `sequence`) or a newer read is already there. New users are
+    /// not added once `capacity` slots are in use.
+    pub fn put(&self, user: &str, snapshot: &Snapshot, sequence: u64) {
+        if !self.enabled() {
             return;
         }
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.epoch.load(Ordering::Acquire) != epoch {
-            return;
+        let mut shard = lock_write(self.shard(user));
+        match shard.get_mut(user) {
+            Some(Slot::Evicted(evicted)) if *evicted > sequence => {}
+            Some(Slot::Loaded { loaded_at, .. }) if *loaded_at > snapshot.loaded_at.timestamp() => {
+            }
+            Some(slot) => *slot = pack(snapshot),
+            None => {
+                if self.len.load(Ordering::Relaxed) < self.capacity {
+                    self.len.fetch_add(1, Ordering::Relaxed);
+                    shard.insert(user.into(), pack(snapshot));
+                }
+            }
         }
-        if entries.len() >= self.capacity {
-            // Crude but bounded: start over rather than track recency on every read.
-            entries.clear();
-        }
-        entries.insert(user.to_owned(), snapshot);
     }
 
-    /// Forgets one user (their entitlement changed).
+    /// Forgets one user (their entitlement changed): a tombstone stops any read that started
+    /// before now from storing what it read.
     pub fn evict(&self, user: &str) {
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        entries.remove(user);
+        let mut shard = lock_write(self.shard(user));
+        let sequence = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
+        match shard.get_mut(user) {
+            Some(slot) => *slot = Slot::Evicted(sequence),
+            None => {
+                // A reader of this user may be on its way: the tombstone must exist even so
+                // (it may exceed the capacity by the readers in flight; the next pass replaces it).
+                self.len.fetch_add(1, Ordering::Relaxed);
+                shard.insert(user.into(), Slot::Evicted(sequence));
+            }
+        }
     }
 
     /// Forgets everyone and marks the cache trusted or not.
     pub fn reset(&self, healthy: bool) {
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        entries.clear();
+        for shard in self.shards.iter() {
+            let mut shard = lock_write(shard);
+            self.sequence.fetch_add(1, Ordering::AcqRel);
+            self.len.fetch_sub(shard.len(), Ordering::Relaxed);
+            shard.clear();
+            shard.shrink_to_fit();
+        }
         self.healthy.store(healthy, Ordering::Release);
     }
 
-    /// How many users are cached.
+    /// How many users (and tombstones) are held.
     pub fn len(&self) -> usize {
-        self.entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.len.load(Ordering::Relaxed)
     }
 
-    /// Whether nothing is cached.
+    /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Reads one user from the store into the cache (a miss) and returns what was read.
+pub async fn load(
+    cache: &EntitlementCache,
+    pool: &sqlx::AnyPool,
+    user: &crate::domain::UserId,
+    now: DateTime<Utc>,
+) -> Result<Snapshot, sqlx::Error> {
+    let sequence = cache.sequence();
+    let found = crate::db::entitlements::find_for_check(pool, user).await?;
+    let snapshot = Snapshot {
+        known: found.is_some(),
+        complimentary_until: found.as_ref().and_then(|(c, _)| c.map(from_unix)),
+        entitlement: found.and_then(|(_, e)| e),
+        loaded_at: now,
+    };
+    cache.put(user.as_str(), &snapshot, sequence);
+    Ok(snapshot)
+}
+
+/// Reads every user into the cache, in chunks (short read transactions), up to its capacity.
+/// Returns how many users were read.
+pub async fn fill(cache: &EntitlementCache, pool: &sqlx::AnyPool) -> Result<usize, sqlx::Error> {
+    const CHUNK: i64 = 5_000;
+    let mut after = String::new();
+    let mut read = 0;
+    while cache.enabled() && read < cache.capacity {
+        let sequence = cache.sequence();
+        let now = Utc::now();
+        let rows = crate::db::entitlements::all_for_check(pool, &after, CHUNK).await?;
+        let Some((last, _, _)) = rows.last() else {
+            break;
+        };
+        after = last.clone();
+        read += rows.len();
+        let full = rows.len() as i64 == CHUNK;
+        for (user, complimentary, entitlement) in rows {
+            let snapshot = Snapshot {
+                known: true,
+                complimentary_until: complimentary.map(from_unix),
+                entitlement,
+                loaded_at: now,
+            };
+            cache.put(&user, &snapshot, sequence);
+        }
+        if !full {
+            break;
+        }
+        // Let requests run between chunks.
+        tokio::task::yield_now().await;
+    }
+    Ok(read)
+}
+
+/// Fills the cache now and again every half TTL, so entries are renewed before they expire.
+pub fn spawn_filler(cache: Arc<EntitlementCache>, pool: sqlx::AnyPool) {
+    if cache.capacity == 0 {
+        return;
+    }
+    let every = (cache.ttl / 2)
+        .to_std()
+        .unwrap_or_default()
+        .max(std::time::Duration::from_secs(1));
+    tokio::spawn(async move {
+        loop {
+            let started = std::time::Instant::now();
+            match fill(&cache, &pool).await {
+                Ok(n) => tracing::debug!(
+                    users = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    "entitlement cache filled"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "entitlement cache fill failed; will try again")
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
 }
 
 /// Listens for entitlement changes on PostgreSQL and evicts; reconnects (clearing the cache and
@@ -172,45 +404,82 @@ pub fn spawn_listener(cache: Arc<EntitlementCache>, url: String) {
 mod tests {
     use super::*;
 
-    fn snap(at: DateTime<Utc>) -> Arc<Snapshot> {
-        Arc::new(Snapshot {
+    fn snap(at: DateTime<Utc>) -> Snapshot {
+        Snapshot {
             known: true,
-            entitlement: None,
+            entitlement: Some(Entitlement {
+                status: EntitlementStatus::PastDue,
+                stripe_status: StripeStatus::PastDue,
+                pause_active: true,
+                plan: Some(Plan::Weekly),
+                stripe_subscription_id: SubscriptionId::parse("sub_1").ok(),
+                current_period_end: Some(from_unix(at.timestamp() + 60)),
+                cancel_at_period_end: false,
+                past_due_since: Some(from_unix(at.timestamp() - 60)),
+                action_required: true,
+                updated_at: from_unix(at.timestamp()),
+            }),
             complimentary_until: None,
-            loaded_at: at,
-        })
+            loaded_at: from_unix(at.timestamp()),
+        }
     }
 
     #[test]
-    fn entries_expire_and_evictions_win_over_late_readers() {
+    fn entries_round_trip_and_expire() {
         let cache = EntitlementCache::new(10, chrono::Duration::seconds(30), true);
         let now = Utc::now();
-        let epoch = cache.epoch();
-        cache.put("u", snap(now), epoch);
-        assert!(cache.get("u", now).is_some());
+        cache.put("u", &snap(now), cache.sequence());
+        assert_eq!(cache.get("u", now), Some(snap(now)));
         assert!(
             cache
                 .get("u", now + chrono::Duration::seconds(31))
                 .is_none(),
             "expired"
         );
-        // A reader loads, a write evicts meanwhile: the reader's value is not stored.
-        let reader_epoch = cache.epoch();
+    }
+
+    #[test]
+    fn an_eviction_wins_over_a_read_that_started_before_it() {
+        let cache = EntitlementCache::new(10, chrono::Duration::seconds(30), true);
+        let now = Utc::now();
+        // A reader takes the sequence and reads; a write evicts meanwhile: the read is not stored.
+        let reader = cache.sequence();
         cache.evict("u");
-        cache.put("u", snap(now), reader_epoch);
+        cache.put("u", &snap(now), reader);
         assert!(cache.get("u", now).is_none());
+        // The same for a user who was cached before.
+        cache.put("v", &snap(now), cache.sequence());
+        let reader = cache.sequence();
+        cache.evict("v");
+        cache.put("v", &snap(now), reader);
+        assert!(cache.get("v", now).is_none());
+        // A read that started after the eviction is stored; evicting another user does not matter.
+        let reader = cache.sequence();
+        cache.evict("other");
+        cache.put("u", &snap(now), reader);
+        assert!(cache.get("u", now).is_some());
+        // An older read does not replace a newer one.
+        cache.put(
+            "u",
+            &snap(now - chrono::Duration::seconds(5)),
+            cache.sequence(),
+        );
+        assert_eq!(cache.get("u", now), Some(snap(now)));
     }
 
     #[test]
     fn an_untrusted_cache_answers_nothing_and_capacity_is_bounded() {
         let cache = EntitlementCache::new(2, chrono::Duration::seconds(30), false);
         let now = Utc::now();
-        cache.put("a", snap(now), cache.epoch());
+        cache.put("a", &snap(now), cache.sequence());
         assert!(cache.get("a", now).is_none());
         cache.reset(true);
         for user in ["a", "b", "c"] {
-            cache.put(user, snap(now), cache.epoch());
+            cache.put(user, &snap(now), cache.sequence());
         }
-        assert!(cache.len() <= 2);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("c", now).is_none());
+        cache.reset(true);
+        assert!(cache.is_empty());
     }
 }

@@ -1,10 +1,8 @@
 //! "May this user use paid features now?" — the question every other service asks.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 
-use crate::billing::cache::Snapshot;
+use crate::billing::cache;
 use crate::db;
 use crate::domain::{Decision, Entitlement, UserId};
 use crate::error::AppError;
@@ -38,18 +36,7 @@ pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnsw
     let now = Utc::now();
     let snapshot = match state.cache.get(user_id.as_str(), now) {
         Some(s) => s,
-        None => {
-            let epoch = state.cache.epoch();
-            let found = db::entitlements::find_for_check(&state.db.pool, user_id).await?;
-            let snapshot = Arc::new(Snapshot {
-                known: found.is_some(),
-                complimentary_until: found.as_ref().and_then(|(c, _)| c.map(db::from_unix)),
-                entitlement: found.and_then(|(_, e)| e),
-                loaded_at: now,
-            });
-            state.cache.put(user_id.as_str(), snapshot.clone(), epoch);
-            snapshot
-        }
+        None => cache::load(&state.cache, &state.db.pool, user_id, now).await?,
     };
     if !snapshot.known {
         return Err(AppError::UnknownUser(user_id.to_string()));
@@ -63,7 +50,7 @@ pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnsw
         .increment(1);
     Ok(EntitlementAnswer {
         user_id: user_id.clone(),
-        entitlement: snapshot.entitlement.clone(),
+        entitlement: snapshot.entitlement,
         decision,
         as_of: snapshot.loaded_at,
     })

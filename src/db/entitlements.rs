@@ -115,6 +115,40 @@ pub async fn find_for_check<'c, E: Executor<'c, Database = Any>>(
     Ok(Some((complimentary, entitlement)))
 }
 
+/// Every user from the one after `after` (by id), at most `limit`, with what the entitlement
+/// check needs: the cache's fill.
+#[allow(clippy::type_complexity)]
+pub async fn all_for_check<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<(String, Option<i64>, Option<Entitlement>)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.complimentary_until, e.status, e.stripe_status, e.pause_active, e.plan, \
+         e.stripe_subscription_id, e.current_period_end, e.cancel_at_period_end, e.past_due_since, \
+         e.action_required, e.updated_at \
+         FROM users u LEFT JOIN entitlements e ON e.user_id = u.id WHERE u.id > $1 ORDER BY u.id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let entitlement = if row.try_get::<Option<String>, _>("status")?.is_some() {
+                Some(from_row(row)?)
+            } else {
+                None
+            };
+            Ok((
+                row.try_get("id")?,
+                row.try_get("complimentary_until")?,
+                entitlement,
+            ))
+        })
+        .collect()
+}
+
 /// Tells every instance (PostgreSQL `NOTIFY`, delivered at commit) that a user's entitlement
 /// changed; nothing to do on SQLite, where the one instance evicts in-process.
 pub async fn notify_changed(

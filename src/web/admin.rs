@@ -124,6 +124,37 @@ async fn users_table(state: &AppState, p: &SearchParams) -> Result<UsersTable, A
     Ok(UsersTable { rows, next_href })
 }
 
+/// The dashboard's counts (two scans of the whole user base) are reused while no entitlement or
+/// user changed: the entitlement cache's eviction sequence moves on every such change made or
+/// heard of here. Changes nobody told us of (the listener down, hand edits) show within
+/// [`CountsCache::MAX_AGE`].
+#[derive(Debug, Default)]
+pub struct CountsCache {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, u64, Counts)>>,
+}
+
+type Counts = (Vec<(String, i64)>, i64);
+
+impl CountsCache {
+    /// The longest counts are reused.
+    pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+    async fn get(&self, state: &AppState) -> Result<Counts, AppError> {
+        // One request counts at a time; the others wait for its answer instead of scanning too.
+        let mut last = self.last.lock().await;
+        let sequence = state.cache.sequence();
+        if let Some((at, seen, counts)) = last.as_ref()
+            && *seen == sequence
+            && at.elapsed() < Self::MAX_AGE
+        {
+            return Ok(counts.clone());
+        }
+        let counts = db::admin::counts(&state.db.pool).await?;
+        *last = Some((std::time::Instant::now(), sequence, counts.clone()));
+        Ok(counts)
+    }
+}
+
 /// Counts by status and the user table; htmx gets just the table (search as one types).
 async fn dashboard(
     State(state): State<AppState>,
@@ -135,7 +166,7 @@ async fn dashboard(
     if is_htmx(&headers) {
         return Ok(render(&table));
     }
-    let (by_status, total) = db::admin::counts(&state.db.pool).await?;
+    let (by_status, total) = state.admin_counts.get(&state).await?;
     let subscribed: i64 = by_status.iter().map(|(_, n)| n).sum();
     let mut counts: Vec<CountView> = by_status
         .into_iter()
