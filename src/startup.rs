@@ -102,6 +102,8 @@ impl Application {
         use tower::ServiceExt;
 
         crate::billing::worker::spawn(self.state.clone());
+        crate::billing::pipeline::Pipeline::spawn(&self.state);
+        crate::billing::cache::spawn_filler(self.state.cache.clone(), self.state.db.pool.clone());
         if self.state.db.backend == Backend::Postgres {
             crate::billing::cache::spawn_listener(
                 self.state.cache.clone(),
@@ -207,6 +209,8 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         sim,
         price_cache: Arc::default(),
         cache,
+        admin_counts: Arc::default(),
+        pipeline: Arc::default(),
         sessions,
         wake: Arc::default(),
     })

@@ -33,6 +33,10 @@ pub struct AppState {
     pub price_cache: Arc<crate::billing::plans::PriceCache>,
     /// Entitlements in memory, evicted on every change.
     pub cache: Arc<crate::billing::cache::EntitlementCache>,
+    /// The webhook's record and apply stages.
+    pub pipeline: Arc<crate::billing::pipeline::Pipeline>,
+    /// The admin dashboard's counts.
+    pub admin_counts: Arc<crate::web::admin::CountsCache>,
     /// Browser sessions, stored in the same database.
     pub sessions: SessionStore,
     /// Wakes the background worker (a customer was linked and its unmatched events are due).

@@ -21,7 +21,7 @@ use crate::stripe::StripeCallError;
 use crate::stripe::objects::{self, CheckoutInfo, EventEnvelope};
 
 /// How long one instance holds an event while applying it.
-const LEASE_SECS: i64 = 60;
+pub(crate) const LEASE_SECS: i64 = 60;
 
 /// Claims, applies and records one stored event. `None` when another worker holds it or it is not
 /// waiting (already applied). With `replay`, dead and unmatched events are taken too.
@@ -34,6 +34,15 @@ pub async fn process(
     if !db::events::claim(&state.db.pool, event_id, now, LEASE_SECS, replay).await? {
         return Ok(None);
     }
+    process_claimed(state, event_id).await
+}
+
+/// Applies and records one stored event whose lease this instance holds already.
+pub async fn process_claimed(
+    state: &AppState,
+    event_id: &str,
+) -> Result<Option<EventState>, AppError> {
+    let now = Utc::now().timestamp();
     let Some(stored) = db::events::find(&state.db.pool, event_id).await? else {
         return Ok(None);
     };
@@ -50,9 +59,7 @@ pub async fn process(
     };
     match result {
         Ok(outcome) => {
-            Counters::bump(&state.counters.events_processed);
-            metrics::counter!("msr_webhook_events_total", "type" => stored.kind.clone(), "outcome" => outcome.as_str())
-                .increment(1);
+            count_applied(state, &stored.kind, outcome);
             Ok(Some(outcome))
         }
         Err(e) => {
@@ -82,6 +89,78 @@ pub async fn process(
             Ok(Some(outcome))
         }
     }
+}
+
+fn count_applied(state: &AppState, kind: &str, outcome: EventState) {
+    Counters::bump(&state.counters.events_processed);
+    metrics::counter!("msr_webhook_events_total", "type" => kind.to_owned(), "outcome" => outcome.as_str())
+        .increment(1);
+}
+
+/// A claimed subscription event whose payload carries a readable subscription.
+#[derive(Debug)]
+pub struct BatchItem {
+    /// The event.
+    pub event: EventEnvelope,
+    /// Its subscription, as the payload has it.
+    pub snapshot: SubscriptionSnapshot,
+}
+
+impl BatchItem {
+    /// The item for a subscription event with a readable subscription; `None` for anything else.
+    pub fn of(event: EventEnvelope) -> Result<BatchItem, EventEnvelope> {
+        if !event.kind.starts_with("customer.subscription.") {
+            return Err(event);
+        }
+        match objects::subscription(&event.object) {
+            Ok(snapshot) => Ok(BatchItem { event, snapshot }),
+            Err(_) => Err(event),
+        }
+    }
+}
+
+/// Applies claimed subscription events in one write transaction: the webhook pipeline's fast path,
+/// one commit for many events. Each event is applied exactly as [`process_claimed`] would (newer
+/// than the stored watermark, else skipped), in the order given. Per item: its outcome, or `None`
+/// when it needs a re-fetch (same-second events), which the caller does the single-event way. On
+/// an error nothing was written; the caller applies each event the single-event way.
+pub async fn apply_batch(
+    state: &AppState,
+    items: &[BatchItem],
+) -> Result<Vec<Option<EventState>>, AppError> {
+    let mut tx = state.db.begin_write().await?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut touched = Vec::new();
+    for item in items {
+        let written = write_snapshot_in(
+            state,
+            &mut tx,
+            &item.snapshot,
+            Some(&item.event),
+            item.event.created,
+            false,
+            None,
+            None,
+        )
+        .await?;
+        match written {
+            Written::Done(outcome, user) => {
+                outcomes.push(Some(outcome));
+                touched.extend(user);
+            }
+            Written::Refetch => outcomes.push(None),
+        }
+    }
+    tx.commit().await?;
+    for user in &touched {
+        state.cache.evict(user.as_str());
+    }
+    for (item, outcome) in items.iter().zip(&outcomes) {
+        if let Some(outcome) = outcome {
+            count_applied(state, &item.event.kind, *outcome);
+        }
+    }
+    Ok(outcomes)
 }
 
 fn record_failure_later(state: AppState, event_id: String, detail: String, max_attempts: i64) {
@@ -323,11 +402,68 @@ async fn write_snapshot(
     user_hint: Option<&str>,
     action_required: Option<bool>,
 ) -> Result<EventState, AppError> {
+    let mut tx = state.db.begin_write().await?;
+    let written = write_snapshot_in(
+        state,
+        &mut tx,
+        snapshot,
+        event,
+        watermark,
+        fresh,
+        user_hint,
+        action_required,
+    )
+    .await?;
+    match written {
+        Written::Done(outcome, user) => {
+            tx.commit().await?;
+            // After the commit, so no reader can cache what was there before it.
+            if let Some(user) = user {
+                state.cache.evict(user.as_str());
+            }
+            Ok(outcome)
+        }
+        Written::Refetch => {
+            drop(tx);
+            let subscription = snapshot.id.to_string();
+            Box::pin(refetch_and_write(
+                state,
+                &subscription,
+                event,
+                watermark,
+                user_hint,
+                action_required,
+            ))
+            .await
+        }
+    }
+}
+
+/// What [`write_snapshot_in`] did inside its caller's transaction.
+pub enum Written {
+    /// The event's outcome; the user whose entitlement may have changed (evict after commit).
+    Done(EventState, Option<UserId>),
+    /// Another event of the same second was applied: nothing written, re-fetch from Stripe.
+    Refetch,
+}
+
+/// The body of [`write_snapshot`], inside the caller's write transaction (which the caller
+/// commits, then evicts the user).
+#[allow(clippy::too_many_arguments)]
+async fn write_snapshot_in(
+    state: &AppState,
+    tx: &mut AnyConnection,
+    snapshot: &SubscriptionSnapshot,
+    event: Option<&EventEnvelope>,
+    watermark: i64,
+    fresh: bool,
+    user_hint: Option<&str>,
+    action_required: Option<bool>,
+) -> Result<Written, AppError> {
     let now = Utc::now().timestamp();
     let customer = snapshot.customer.as_str();
-    let mut tx = state.db.begin_write().await?;
     let hint = user_hint.or(snapshot.metadata_user_id.as_deref());
-    let user = match resolve_user(state, &mut tx, customer, hint).await? {
+    let user = match resolve_user(state, &mut *tx, customer, hint).await? {
         Match::User(u) => u,
         Match::Nobody => {
             if let Some(e) = event {
@@ -341,30 +477,20 @@ async fn write_snapshot(
                 )
                 .await?;
             }
-            tx.commit().await?;
             tracing::info!(
                 customer,
                 "no user for this customer yet; event kept as unmatched"
             );
-            return Ok(EventState::Unmatched);
+            return Ok(Written::Done(EventState::Unmatched, None));
         }
     };
     let previous =
-        db::subscriptions::find_for_update(&mut tx, state.db.backend, snapshot.id.as_str()).await?;
+        db::subscriptions::find_for_update(&mut *tx, state.db.backend, snapshot.id.as_str())
+            .await?;
     // Another event of the same second was applied since we looked (outside this transaction):
     // neither payload can be trusted over the other, so ask Stripe, as for equal timestamps.
     if !fresh && previous.as_ref().is_some_and(|p| p.watermark == watermark) {
-        drop(tx);
-        let subscription = snapshot.id.to_string();
-        return Box::pin(refetch_and_write(
-            state,
-            &subscription,
-            event,
-            watermark,
-            user_hint,
-            action_required,
-        ))
-        .await;
+        return Ok(Written::Refetch);
     }
     let stale = previous
         .as_ref()
@@ -383,11 +509,11 @@ async fn write_snapshot(
             now,
         );
         if db::subscriptions::upsert_if_newer(&mut *tx, &row, true).await? {
-            db::subscriptions::refresh_entitlement(&mut tx, &user, now).await?;
-            db::entitlements::notify_changed(&mut tx, state.db.backend, user.as_str()).await?;
+            db::subscriptions::refresh_entitlement(&mut *tx, &user, now).await?;
+            db::entitlements::notify_changed(&mut *tx, state.db.backend, user.as_str()).await?;
             // A live subscription closes the user's open Checkout Sessions (an ended one leaves them).
             if row.stripe_status.blocks_new_checkout() {
-                db::checkout::close_all_for_user(&mut tx, user.as_str()).await?;
+                db::checkout::close_all_for_user(&mut *tx, user.as_str()).await?;
             }
             EventState::Applied
         } else {
@@ -405,9 +531,6 @@ async fn write_snapshot(
         )
         .await?;
     }
-    tx.commit().await?;
-    // After the commit, so no reader can cache what was there before it.
-    state.cache.evict(user.as_str());
     tracing::info!(
         user.id = %user,
         subscription = %snapshot.id,
@@ -415,7 +538,7 @@ async fn write_snapshot(
         outcome = outcome.as_str(),
         "subscription synced"
     );
-    Ok(outcome)
+    Ok(Written::Done(outcome, Some(user)))
 }
 
 #[allow(clippy::too_many_arguments)]

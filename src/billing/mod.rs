@@ -5,6 +5,7 @@ pub mod cache;
 pub mod checkout;
 pub mod entitlement;
 pub mod ingest;
+pub mod pipeline;
 pub mod plans;
 pub mod refetch;
 pub mod sync;

@@ -91,6 +91,85 @@ pub async fn record<'c, E: Executor<'c, Database = Any>>(
     Ok(done.rows_affected() == 1)
 }
 
+/// Records many events in one statement (one commit): the webhook pipeline's group commit. Returns
+/// the ids that were new; an id known already, or twice in `events`, is recorded once.
+pub async fn record_many<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    events: &[NewEvent<'_>],
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = String::from(
+        "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at, user_id) VALUES ",
+    );
+    for i in 0..events.len() {
+        let p = i * 11;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8,
+            p + 9,
+            p + 10,
+            p + 11
+        ));
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    let mut query = sqlx::query_scalar(&sql);
+    for e in events {
+        query = query
+            .bind(e.id)
+            .bind(e.kind)
+            .bind(e.created)
+            .bind(i64::from(e.livemode))
+            .bind(e.source)
+            .bind(e.payload)
+            .bind(e.customer_id)
+            .bind(e.subscription_id)
+            .bind(e.state.as_str())
+            .bind(now)
+            .bind(e.user_hint);
+    }
+    // fetch_all: SQLite commits the statement only once it is stepped to its end.
+    query.fetch_all(ex).await
+}
+
+/// Takes the lease on every listed event that is waiting (pending or failed) and not held by
+/// anyone; returns the ids now held. One statement for a batch of webhook deliveries.
+pub async fn claim_many<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    ids: &[&str],
+    now: i64,
+    lease_secs: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (0..ids.len())
+        .map(|i| format!("${}", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE stripe_events SET locked_until = $1 WHERE id IN ({list}) AND state IN ('pending', 'failed') \
+         AND (locked_until IS NULL OR locked_until < $2) RETURNING id"
+    );
+    let mut query = sqlx::query_scalar(&sql).bind(now + lease_secs).bind(now);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.fetch_all(ex).await
+}
+
 /// A recorded event.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {

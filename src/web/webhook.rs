@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
-use crate::billing::{apply, ingest};
+use crate::billing::{ingest, pipeline};
+use crate::db::events::EventState;
 use crate::error::AppError;
 use crate::state::{AppState, Counters};
 use crate::stripe::signature;
@@ -60,26 +61,34 @@ async fn receive(
         )
             .into_response());
     }
-    let recorded = ingest::record(&state, &body, "webhook").await?;
+    let prepared = ingest::prepare(&state, &body, "webhook");
+    let (prepared, new) = pipeline::record(&state, prepared).await?;
+    let id = prepared.id;
     // A duplicate of an event still waiting (its first delivery was cut off after the insert) is
     // applied now; for anything already applied the claim fails at once and nothing happens.
-    let id = recorded.id.clone();
-    let worker_state = state.clone();
-    // Applied in its own task: a slow Stripe re-fetch must not hold Stripe's delivery, and a dropped
-    // connection must not abandon the work half-way.
-    let task = tokio::spawn(async move { apply::process(&worker_state, &id, false).await });
-    let outcome = match tokio::time::timeout(APPLY_WAIT, task).await {
-        Ok(Ok(Ok(Some(state)))) => state.as_str(),
-        Ok(Ok(Ok(None))) if recorded.new => "in_progress",
-        Ok(Ok(Ok(None))) => "already_processed",
-        Ok(Ok(Err(e))) => {
+    // The apply stage goes on if this connection drops or the wait below runs out: a slow Stripe
+    // re-fetch must not hold Stripe's delivery, nor be abandoned half-way.
+    let applied = if prepared.state == EventState::Pending {
+        tokio::time::timeout(
+            APPLY_WAIT,
+            pipeline::apply(&state, id.clone(), prepared.event),
+        )
+        .await
+    } else {
+        Ok(Ok(None))
+    };
+    let outcome = match applied {
+        Ok(Ok(Some(state))) => state.as_str(),
+        Ok(Ok(None)) if new => "in_progress",
+        Ok(Ok(None)) => "already_processed",
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "event recorded; applying it failed and will be retried");
             "pending"
         }
-        Ok(Err(_)) | Err(_) => "pending",
+        Err(_) => "pending",
     };
-    let mut answer = json!({"received": true, "id": recorded.id, "state": outcome});
-    if !recorded.new {
+    let mut answer = json!({"received": true, "id": id, "state": outcome});
+    if !new {
         answer["duplicate"] = json!(true);
     }
     Ok(axum::Json(answer).into_response())

@@ -1,0 +1,282 @@
+//! The webhook pipeline: group commit for recording, one transaction for many events when applying.
+//!
+//! A delivery is still answered only after its event is recorded (committed: rule 2), and after it
+//! is applied or [`crate::web::webhook`]'s wait ran out, as one at a time did. What changes is the
+//! cost under a burst: one commit records every delivery waiting at that moment, and one
+//! transaction applies every waiting subscription event whose payload carries its subscription.
+//! Anything else (same-second events that need a re-fetch, checkout sessions, invoices) and every
+//! event of a batch that failed goes the single-event way ([`apply::process_claimed`]), concurrently.
+//!
+//! On SQLite one task records and one applies, taking turns on the database's one writer through an
+//! in-process gate, so neither waits in SQLite's busy handler. On PostgreSQL several of each run:
+//! batches of different subscriptions commit in parallel; a batch locks its subscriptions in id
+//! order, and one that fails anyway (a deadlock with a single-event writer) is applied event by
+//! event.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::Utc;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::billing::apply::{self, BatchItem, LEASE_SECS};
+use crate::billing::ingest::{self, Prepared};
+use crate::db::events::EventState;
+use crate::db::{self, Backend};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::stripe::objects::EventEnvelope;
+
+/// Most deliveries recorded, or events applied, in one transaction.
+const MAX_BATCH: usize = 256;
+/// Deliveries that may wait for a stage before senders wait too.
+const QUEUE: usize = 8192;
+
+type Recorded = Result<(Prepared, bool), AppError>;
+type Applied = Result<Option<EventState>, AppError>;
+
+struct RecordJob {
+    prepared: Prepared,
+    done: oneshot::Sender<Recorded>,
+}
+
+struct ApplyJob {
+    id: String,
+    event: Option<EventEnvelope>,
+    done: oneshot::Sender<Applied>,
+}
+
+/// The queues in front of the two stages; their tasks start with the server.
+pub struct Pipeline {
+    record: mpsc::Sender<RecordJob>,
+    apply: mpsc::Sender<ApplyJob>,
+    receivers: std::sync::Mutex<Option<(mpsc::Receiver<RecordJob>, mpsc::Receiver<ApplyJob>)>>,
+    running: AtomicBool,
+    /// SQLite: one writer at a time, taken in turn by the stages.
+    gate: Mutex<()>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("running", &self.running.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        let (record, record_rx) = mpsc::channel(QUEUE);
+        let (apply, apply_rx) = mpsc::channel(QUEUE);
+        Pipeline {
+            record,
+            apply,
+            receivers: std::sync::Mutex::new(Some((record_rx, apply_rx))),
+            running: AtomicBool::new(false),
+            gate: Mutex::new(()),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Starts the stages' tasks (once; the server does this). Until then, and in the commands,
+    /// every event is recorded and applied on its own.
+    pub fn spawn(state: &AppState) {
+        let taken = state
+            .pipeline
+            .receivers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some((record_rx, apply_rx)) = taken else {
+            return;
+        };
+        let (recorders, appliers) = match state.db.backend {
+            Backend::Sqlite => (1, 1),
+            Backend::Postgres => (2, 4),
+        };
+        let record_rx = Arc::new(Mutex::new(record_rx));
+        let apply_rx = Arc::new(Mutex::new(apply_rx));
+        for _ in 0..recorders {
+            tokio::spawn(recorder(state.clone(), record_rx.clone()));
+        }
+        for _ in 0..appliers {
+            tokio::spawn(applier(state.clone(), apply_rx.clone()));
+        }
+        state.pipeline.running.store(true, Ordering::Release);
+    }
+
+    async fn gate(&self, state: &AppState) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match state.db.backend {
+            Backend::Sqlite => Some(self.gate.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+}
+
+/// Records a verified delivery durably; returns it and whether it was new (not a duplicate).
+pub async fn record(state: &AppState, prepared: Prepared) -> Recorded {
+    if !state.pipeline.running.load(Ordering::Acquire) {
+        return record_alone(state, prepared).await;
+    }
+    let (done, answer) = oneshot::channel();
+    if let Err(refused) = state
+        .pipeline
+        .record
+        .send(RecordJob { prepared, done })
+        .await
+    {
+        return record_alone(state, refused.0.prepared).await;
+    }
+    answer
+        .await
+        .unwrap_or_else(|_| Err(AppError::Internal("the event recorder stopped".into())))
+}
+
+async fn record_alone(state: &AppState, prepared: Prepared) -> Recorded {
+    let new = db::events::record(&state.db.pool, &prepared.row(), Utc::now().timestamp()).await?;
+    ingest::count(state, new);
+    Ok((prepared, new))
+}
+
+/// Applies a recorded event (if it waits and nobody else holds it): its outcome, or `None`.
+/// The work goes on if the caller stops waiting.
+pub async fn apply(state: &AppState, id: String, event: Option<EventEnvelope>) -> Applied {
+    if !state.pipeline.running.load(Ordering::Acquire) {
+        return apply::process(state, &id, false).await;
+    }
+    let (done, answer) = oneshot::channel();
+    if let Err(refused) = state
+        .pipeline
+        .apply
+        .send(ApplyJob { id, event, done })
+        .await
+    {
+        return apply::process(state, &refused.0.id, false).await;
+    }
+    answer
+        .await
+        .unwrap_or_else(|_| Err(AppError::Internal("the event applier stopped".into())))
+}
+
+/// Waits for one job, then takes every other one already waiting (up to [`MAX_BATCH`]).
+async fn next_batch<T>(rx: &Mutex<mpsc::Receiver<T>>) -> Option<Vec<T>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut batch = Vec::with_capacity(16);
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+async fn recorder(state: AppState, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
+    while let Some(batch) = next_batch(&rx).await {
+        let rows: Vec<_> = batch.iter().map(|job| job.prepared.row()).collect();
+        let result = {
+            let _gate = state.pipeline.gate(&state).await;
+            db::events::record_many(&state.db.pool, &rows, Utc::now().timestamp()).await
+        };
+        drop(rows);
+        match result {
+            Ok(new_ids) => {
+                let mut new_ids: HashSet<String> = new_ids.into_iter().collect();
+                for job in batch {
+                    // The first delivery of an id in the batch is its new one.
+                    let new = new_ids.remove(&job.prepared.id);
+                    ingest::count(&state, new);
+                    let _ = job.done.send(Ok((job.prepared, new)));
+                }
+            }
+            Err(e) => {
+                // The database, or one odd row: each delivery on its own gets its own answer.
+                tracing::warn!(error = %e, deliveries = batch.len(), "recording a batch failed; recording one by one");
+                for job in batch {
+                    let _gate = state.pipeline.gate(&state).await;
+                    let _ = job.done.send(record_alone(&state, job.prepared).await);
+                }
+            }
+        }
+    }
+}
+
+async fn applier(state: AppState, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
+    while let Some(batch) = next_batch(&rx).await {
+        let mut ids: Vec<&str> = batch.iter().map(|job| job.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let claimed = {
+            let _gate = state.pipeline.gate(&state).await;
+            db::events::claim_many(&state.db.pool, &ids, Utc::now().timestamp(), LEASE_SECS).await
+        };
+        let mut claimed: HashSet<String> = match claimed {
+            Ok(claimed) => claimed.into_iter().collect(),
+            Err(e) => {
+                // Recorded, so not lost: the worker applies them once the database answers.
+                tracing::warn!(error = %e, events = batch.len(), "claiming a batch failed; the worker will apply it");
+                for job in batch {
+                    let _ = job
+                        .done
+                        .send(Err(AppError::Internal(format!("claiming failed: {e}"))));
+                }
+                continue;
+            }
+        };
+        let mut fast = Vec::new();
+        for job in batch {
+            // Held already by someone else, applied, or a second delivery in this batch.
+            if !claimed.remove(&job.id) {
+                let _ = job.done.send(Ok(None));
+                continue;
+            }
+            match job.event.map(BatchItem::of) {
+                Some(Ok(item)) => fast.push((item, job.done)),
+                _ => alone(&state, job.id, job.done),
+            }
+        }
+        if fast.is_empty() {
+            continue;
+        }
+        // One lock order for every batch; a subscription's events oldest first.
+        fast.sort_by(|(a, _), (b, _)| {
+            (a.snapshot.id.as_str(), a.event.created)
+                .cmp(&(b.snapshot.id.as_str(), b.event.created))
+        });
+        let (items, waiting): (Vec<_>, Vec<_>) = fast.into_iter().unzip();
+        let result = {
+            let _gate = state.pipeline.gate(&state).await;
+            apply::apply_batch(&state, &items).await
+        };
+        match result {
+            Ok(outcomes) => {
+                for ((item, done), outcome) in items.into_iter().zip(waiting).zip(outcomes) {
+                    match outcome {
+                        Some(outcome) => {
+                            let _ = done.send(Ok(Some(outcome)));
+                        }
+                        None => alone(&state, item.event.id, done),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, events = items.len(), "applying a batch failed; applying one by one");
+                for (item, done) in items.into_iter().zip(waiting) {
+                    alone(&state, item.event.id, done);
+                }
+            }
+        }
+    }
+}
+
+/// The single-event way, for an event this instance has claimed.
+fn alone(state: &AppState, id: String, done: oneshot::Sender<Applied>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let _ = done.send(apply::process_claimed(&state, &id).await);
+    });
+}
