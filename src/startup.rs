@@ -103,6 +103,17 @@ impl Application {
 
         crate::billing::worker::spawn(self.state.clone());
         crate::billing::pipeline::Pipeline::spawn(&self.state);
+        if let Some(metrics) = crate::web::ops::recorder() {
+            // Histograms keep raw samples until upkeep folds them into buckets: without it they
+            // would grow with every request between scrapes.
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    metrics.run_upkeep();
+                }
+            });
+        }
         crate::billing::cache::spawn_filler(self.state.cache.clone(), self.state.db.pool.clone());
         if self.state.db.backend == Backend::Postgres {
             crate::billing::cache::spawn_listener(
@@ -198,7 +209,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         settings.cache_ttl,
         db.backend == Backend::Sqlite,
     ));
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Shared {
         db,
         settings: Arc::new(settings),
         policy,
@@ -213,7 +224,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         pipeline: Arc::default(),
         sessions,
         wake: Arc::default(),
-    })
+    }))
 }
 
 /// The browser session store, on its own small pool to the same database (its crate needs a

@@ -28,7 +28,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 
 use crate::db::from_unix;
-use crate::domain::{Entitlement, EntitlementStatus, Plan, StripeStatus, SubscriptionId};
+use crate::domain::{Entitlement, EntitlementStatus, Plan, StripeStatus};
 
 /// The channel writes notify on.
 pub const CHANNEL: &str = "msr_entitlements";
@@ -36,7 +36,8 @@ pub const CHANNEL: &str = "msr_entitlements";
 /// Shards of the map: readers on different cores rarely touch the same lock.
 const SHARDS: usize = 32;
 
-/// What the check needs of one user, as read from the store.
+/// What the check needs of one user, as read from the store (or the cache, which keeps all but the
+/// subscription id and the row's `updated_at`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// False: no such user.
@@ -60,90 +61,124 @@ fn unpack_time(t: i64) -> Option<DateTime<Utc>> {
     (t != NONE).then(|| from_unix(t))
 }
 
-const PAUSE: u8 = 1;
-const CANCEL_AT_END: u8 = 2;
-const ACTION_REQUIRED: u8 = 4;
+const KNOWN: u8 = 1;
+const PAUSE: u8 = 2;
+const CANCEL_AT_END: u8 = 4;
+const ACTION_REQUIRED: u8 = 8;
+const TOMBSTONE: u8 = 16;
 
-/// An [`Entitlement`] in 40-odd bytes.
-#[derive(Debug)]
-struct Packed {
-    status: EntitlementStatus,
+/// One user's slot in 40 bytes: what the decision needs (not the subscription id, nor when the
+/// row changed: whoever shows those reads the store), or a tombstone left by an eviction.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// When it was read (unix seconds); for a tombstone, the eviction's sequence number.
+    stamp: i64,
+    current_period_end: i64,
+    past_due_since: i64,
+    complimentary_until: i64,
+    /// `None`: the user never subscribed.
+    status: Option<EntitlementStatus>,
     stripe_status: StripeStatus,
     plan: Option<Plan>,
     flags: u8,
-    current_period_end: i64,
-    past_due_since: i64,
-    updated_at: i64,
-    subscription: Option<Box<str>>,
 }
 
-/// One user's slot: what was read, or a tombstone left by an eviction.
-#[derive(Debug)]
-enum Slot {
-    Loaded {
-        loaded_at: i64,
-        known: bool,
-        complimentary_until: i64,
-        entitlement: Option<Packed>,
-    },
-    Evicted(u64),
-}
+impl Slot {
+    fn tombstone(sequence: u64) -> Slot {
+        Slot {
+            stamp: i64::try_from(sequence).unwrap_or(i64::MAX),
+            current_period_end: NONE,
+            past_due_since: NONE,
+            complimentary_until: NONE,
+            status: None,
+            stripe_status: StripeStatus::Canceled,
+            plan: None,
+            flags: TOMBSTONE,
+        }
+    }
 
-fn pack(s: &Snapshot) -> Slot {
-    Slot::Loaded {
-        loaded_at: s.loaded_at.timestamp(),
-        known: s.known,
-        complimentary_until: pack_time(s.complimentary_until),
-        entitlement: s.entitlement.as_ref().map(|e| Packed {
-            status: e.status,
-            stripe_status: e.stripe_status,
-            plan: e.plan,
-            flags: (u8::from(e.pause_active) * PAUSE)
-                | (u8::from(e.cancel_at_period_end) * CANCEL_AT_END)
-                | (u8::from(e.action_required) * ACTION_REQUIRED),
-            current_period_end: pack_time(e.current_period_end),
-            past_due_since: pack_time(e.past_due_since),
-            updated_at: e.updated_at.timestamp(),
-            subscription: e.stripe_subscription_id.as_ref().map(|s| s.as_str().into()),
-        }),
+    fn is_tombstone(&self) -> bool {
+        self.flags & TOMBSTONE != 0
+    }
+
+    fn pack(s: &Snapshot) -> Slot {
+        let e = s.entitlement.as_ref();
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        Slot {
+            stamp: s.loaded_at.timestamp(),
+            current_period_end: pack_time(e.and_then(|e| e.current_period_end)),
+            past_due_since: pack_time(e.and_then(|e| e.past_due_since)),
+            complimentary_until: pack_time(s.complimentary_until),
+            status: e.map(|e| e.status),
+            stripe_status: e.map_or(StripeStatus::Canceled, |e| e.stripe_status),
+            plan: e.and_then(|e| e.plan),
+            flags: flag(s.known, KNOWN)
+                | flag(e.is_some_and(|e| e.pause_active), PAUSE)
+                | flag(e.is_some_and(|e| e.cancel_at_period_end), CANCEL_AT_END)
+                | flag(e.is_some_and(|e| e.action_required), ACTION_REQUIRED),
+        }
+    }
+
+    fn unpack(&self) -> Snapshot {
+        let loaded_at = from_unix(self.stamp);
+        Snapshot {
+            known: self.flags & KNOWN != 0,
+            complimentary_until: unpack_time(self.complimentary_until),
+            loaded_at,
+            entitlement: self.status.map(|status| Entitlement {
+                status,
+                stripe_status: self.stripe_status,
+                pause_active: self.flags & PAUSE != 0,
+                plan: self.plan,
+                stripe_subscription_id: None,
+                current_period_end: unpack_time(self.current_period_end),
+                cancel_at_period_end: self.flags & CANCEL_AT_END != 0,
+                past_due_since: unpack_time(self.past_due_since),
+                action_required: self.flags & ACTION_REQUIRED != 0,
+                updated_at: loaded_at,
+            }),
+        }
     }
 }
 
-fn unpack(
-    loaded_at: i64,
-    known: bool,
-    complimentary_until: i64,
-    entitlement: Option<&Packed>,
-) -> Snapshot {
-    Snapshot {
-        known,
-        complimentary_until: unpack_time(complimentary_until),
-        loaded_at: from_unix(loaded_at),
-        entitlement: entitlement.map(|p| Entitlement {
-            status: p.status,
-            stripe_status: p.stripe_status,
-            pause_active: p.flags & PAUSE != 0,
-            plan: p.plan,
-            stripe_subscription_id: p
-                .subscription
-                .as_deref()
-                .and_then(|s| SubscriptionId::parse(s).ok()),
-            current_period_end: unpack_time(p.current_period_end),
-            cancel_at_period_end: p.flags & CANCEL_AT_END != 0,
-            past_due_since: unpack_time(p.past_due_since),
-            action_required: p.flags & ACTION_REQUIRED != 0,
-            updated_at: from_unix(p.updated_at),
-        }),
+/// A user id's 128-bit keyed hash: the map holds no strings (two SipHash-1-3 under independent
+/// random keys; a collision among a million users has a chance of about 2^-88).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key(u64, u64);
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
     }
 }
 
-type Shard = RwLock<HashMap<Box<str>, Slot>>;
+/// The key is a random hash already: its first half indexes the table as it is.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `Key`; a plain fold keeps the trait honest.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map = HashMap<Key, Slot, std::hash::BuildHasherDefault<KeyHasher>>;
+type Shard = RwLock<Map>;
 
 /// The cache.
 #[derive(Debug)]
 pub struct EntitlementCache {
     shards: Box<[Shard]>,
-    hasher: std::collections::hash_map::RandomState,
+    keys: [std::collections::hash_map::RandomState; 2],
     /// Numbers evictions; see the module documentation.
     sequence: AtomicU64,
     /// Slots in use (entries and tombstones), bounded by `capacity`.
@@ -154,13 +189,13 @@ pub struct EntitlementCache {
     ttl: chrono::Duration,
 }
 
-fn lock_read(shard: &Shard) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, Slot>> {
+fn lock_read(shard: &Shard) -> std::sync::RwLockReadGuard<'_, Map> {
     shard
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn lock_write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, Slot>> {
+fn lock_write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, Map> {
     shard
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -172,7 +207,10 @@ impl EntitlementCache {
     pub fn new(capacity: usize, ttl: chrono::Duration, healthy: bool) -> Self {
         EntitlementCache {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            keys: [
+                std::collections::hash_map::RandomState::new(),
+                std::collections::hash_map::RandomState::new(),
+            ],
             sequence: AtomicU64::new(0),
             len: AtomicUsize::new(0),
             healthy: AtomicBool::new(healthy),
@@ -181,9 +219,10 @@ impl EntitlementCache {
         }
     }
 
-    fn shard(&self, user: &str) -> &Shard {
-        // SHARDS is a power of two; the low bits of SipHash are as good as any.
-        &self.shards[(self.hasher.hash_one(user) as usize) % SHARDS]
+    fn locate(&self, user: &str) -> (&Shard, Key) {
+        let key = Key(self.keys[0].hash_one(user), self.keys[1].hash_one(user));
+        // SHARDS is a power of two; the second half picks the shard, the first the bucket.
+        (&self.shards[(key.1 as usize) % SHARDS], key)
     }
 
     /// Whether answers may come from here now.
@@ -196,26 +235,16 @@ impl EntitlementCache {
         self.ttl
     }
 
-    /// A fresh entry, if there is one and the cache can be trusted.
+    /// A fresh entry, if there is one and the cache can be trusted. It carries what the decision
+    /// needs: not the subscription id, and the row's `updated_at` reads as when it was loaded.
     pub fn get(&self, user: &str, now: DateTime<Utc>) -> Option<Snapshot> {
         if !self.enabled() {
             return None;
         }
         let oldest = (now - self.ttl).timestamp();
-        match lock_read(self.shard(user)).get(user)? {
-            Slot::Loaded {
-                loaded_at,
-                known,
-                complimentary_until,
-                entitlement,
-            } if *loaded_at > oldest => Some(unpack(
-                *loaded_at,
-                *known,
-                *complimentary_until,
-                entitlement.as_ref(),
-            )),
-            _ => None,
-        }
+        let (shard, key) = self.locate(user);
+        let slot = *lock_read(shard).get(&key)?;
+        (!slot.is_tombstone() && slot.stamp > oldest).then(|| slot.unpack())
     }
 
     /// The sequence number to pass to [`EntitlementCache::put`]: take it before reading the store.
@@ -230,16 +259,16 @@ impl EntitlementCache {
         if !self.enabled() {
             return;
         }
-        let mut shard = lock_write(self.shard(user));
-        match shard.get_mut(user) {
-            Some(Slot::Evicted(evicted)) if *evicted > sequence => {}
-            Some(Slot::Loaded { loaded_at, .. }) if *loaded_at > snapshot.loaded_at.timestamp() => {
-            }
-            Some(slot) => *slot = pack(snapshot),
+        let (shard, key) = self.locate(user);
+        let mut shard = lock_write(shard);
+        match shard.get_mut(&key) {
+            Some(slot) if slot.is_tombstone() && slot.stamp as u64 > sequence => {}
+            Some(slot) if !slot.is_tombstone() && slot.stamp > snapshot.loaded_at.timestamp() => {}
+            Some(slot) => *slot = Slot::pack(snapshot),
             None => {
                 if self.len.load(Ordering::Relaxed) < self.capacity {
                     self.len.fetch_add(1, Ordering::Relaxed);
-                    shard.insert(user.into(), pack(snapshot));
+                    shard.insert(key, Slot::pack(snapshot));
                 }
             }
         }
@@ -248,15 +277,16 @@ impl EntitlementCache {
     /// Forgets one user (their entitlement changed): a tombstone stops any read that started
     /// before now from storing what it read.
     pub fn evict(&self, user: &str) {
-        let mut shard = lock_write(self.shard(user));
+        let (shard, key) = self.locate(user);
+        let mut shard = lock_write(shard);
         let sequence = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
-        match shard.get_mut(user) {
-            Some(slot) => *slot = Slot::Evicted(sequence),
+        match shard.get_mut(&key) {
+            Some(slot) => *slot = Slot::tombstone(sequence),
             None => {
                 // A reader of this user may be on its way: the tombstone must exist even so
                 // (it may exceed the capacity by the readers in flight; the next pass replaces it).
                 self.len.fetch_add(1, Ordering::Relaxed);
-                shard.insert(user.into(), Slot::Evicted(sequence));
+                shard.insert(key, Slot::tombstone(sequence));
             }
         }
     }
@@ -306,7 +336,7 @@ pub async fn load(
 /// Reads every user into the cache, in chunks (short read transactions), up to its capacity.
 /// Returns how many users were read.
 pub async fn fill(cache: &EntitlementCache, pool: &sqlx::AnyPool) -> Result<usize, sqlx::Error> {
-    const CHUNK: i64 = 5_000;
+    const CHUNK: i64 = 1_000;
     let mut after = String::new();
     let mut read = 0;
     while cache.enabled() && read < cache.capacity {
@@ -412,7 +442,8 @@ mod tests {
                 stripe_status: StripeStatus::PastDue,
                 pause_active: true,
                 plan: Some(Plan::Weekly),
-                stripe_subscription_id: SubscriptionId::parse("sub_1").ok(),
+                // Not kept by the cache; `updated_at` reads as the load time.
+                stripe_subscription_id: None,
                 current_period_end: Some(from_unix(at.timestamp() + 60)),
                 cancel_at_period_end: false,
                 past_due_since: Some(from_unix(at.timestamp() - 60)),

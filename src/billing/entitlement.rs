@@ -38,6 +38,15 @@ pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnsw
         Some(s) => s,
         None => cache::load(&state.cache, &state.db.pool, user_id, now).await?,
     };
+    answer(state, user_id, snapshot, now)
+}
+
+fn answer(
+    state: &AppState,
+    user_id: &UserId,
+    snapshot: cache::Snapshot,
+    now: DateTime<Utc>,
+) -> Result<EntitlementAnswer, AppError> {
     if !snapshot.known {
         return Err(AppError::UnknownUser(user_id.to_string()));
     }
@@ -46,14 +55,47 @@ pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnsw
         snapshot.complimentary_until,
         now,
     );
-    metrics::counter!("msr_entitlement_decisions_total", "reason" => decision.reason.as_str())
-        .increment(1);
+    crate::web::ops::static_counter(
+        "msr_entitlement_decisions_total",
+        "reason",
+        decision.reason.as_str(),
+    )
+    .increment(1);
     Ok(EntitlementAnswer {
         user_id: user_id.clone(),
         entitlement: snapshot.entitlement,
         decision,
         as_of: snapshot.loaded_at,
     })
+}
+
+/// Like [`check`], but read from the store (not the cache) with everything it keeps, the
+/// subscription id and the row's `updated_at` included: for the developer views that show them.
+pub async fn check_stored(
+    state: &AppState,
+    user_id: &UserId,
+) -> Result<EntitlementAnswer, AppError> {
+    let now = Utc::now();
+    let snapshot = cache::load(&state.cache, &state.db.pool, user_id, now).await?;
+    answer(state, user_id, snapshot, now)
+}
+
+/// The user and the answer, read from the store in one round trip: what `/dev/status` shows.
+pub async fn user_and_stored(
+    state: &AppState,
+    user_id: &UserId,
+) -> Result<(db::users::User, EntitlementAnswer), AppError> {
+    let now = Utc::now();
+    let (user, entitlement) = db::entitlements::find_with_user(&state.db.pool, user_id)
+        .await?
+        .ok_or_else(|| AppError::UnknownUser(user_id.to_string()))?;
+    let snapshot = cache::Snapshot {
+        known: true,
+        complimentary_until: user.complimentary_until,
+        entitlement,
+        loaded_at: now,
+    };
+    Ok((user, answer(state, user_id, snapshot, now)?))
 }
 
 /// A user's entitlement (or existence, or complimentary access) changed outside a transaction:

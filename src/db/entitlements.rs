@@ -115,6 +115,29 @@ pub async fn find_for_check<'c, E: Executor<'c, Database = Any>>(
     Ok(Some((complimentary, entitlement)))
 }
 
+/// The user and their entitlement in one round trip (`None`: no such user).
+pub async fn find_with_user<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    user: &UserId,
+) -> Result<Option<(super::users::User, Option<Entitlement>)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT u.id, u.email, u.stripe_customer_id, u.created_at, u.complimentary_until, u.complimentary_note, \
+         e.status, e.stripe_status, e.pause_active, e.plan, e.stripe_subscription_id, e.current_period_end, \
+         e.cancel_at_period_end, e.past_due_since, e.action_required, e.updated_at \
+         FROM users u LEFT JOIN entitlements e ON e.user_id = u.id WHERE u.id = $1",
+    )
+    .bind(user.as_str())
+    .fetch_optional(ex)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let entitlement = if row.try_get::<Option<String>, _>("status")?.is_some() {
+        Some(from_row(&row)?)
+    } else {
+        None
+    };
+    Ok(Some((super::users::from_row(&row)?, entitlement)))
+}
+
 /// Every user from the one after `after` (by id), at most `limit`, with what the entitlement
 /// check needs: the cache's fill.
 #[allow(clippy::type_complexity)]

@@ -75,7 +75,10 @@ impl Db {
         let pool_options = match backend {
             // WAL lets readers go on while one writer commits; synchronous=NORMAL in WAL mode never
             // loses a committed transaction to a process crash (only to a power cut, the last few).
-            // busy_timeout makes a second writer wait instead of failing at once.
+            // busy_timeout makes a second writer wait instead of failing at once. Each connection's
+            // page cache is held at 1 MiB (SQLite's default is 2): the entitlement check reads from
+            // memory, the kernel caches the file for everyone, and ten connections' caches were a
+            // fifth of the service's memory.
             // A SQLite connection that hit an I/O error (the disk went read-only) can keep failing
             // after the disk is back; connections are renewed every few seconds (cheap for a file)
             // so the service recovers without a restart.
@@ -85,7 +88,7 @@ impl Db {
                     Box::pin(async move {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024;",
                         )
                         .await?;
                         // SQLite silently opens a write-protected file read-only; such a connection

@@ -28,7 +28,7 @@ pub struct User {
 const COLUMNS: &str =
     "id, email, stripe_customer_id, created_at, complimentary_until, complimentary_note";
 
-fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
+pub(crate) fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     let decode = |column: &str, e: crate::domain::InvalidValue| sqlx::Error::ColumnDecode {
         index: column.to_owned(),
         source: Box::new(e),

@@ -248,7 +248,7 @@ async fn user_page(
     let user = db::users::find(&state.db.pool, &id)
         .await?
         .ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
-    let answer = entitlement::check(&state, &id).await?;
+    let answer = entitlement::check_stored(&state, &id).await?;
     let e = answer.entitlement.as_ref();
     let mut facts: Vec<(String, String, Option<String>)> = Vec::new();
     if let Some(c) = &user.stripe_customer_id {

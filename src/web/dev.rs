@@ -9,7 +9,6 @@ use serde::Deserialize;
 
 use crate::billing::entitlement;
 use crate::billing::users::{self, Created};
-use crate::db;
 use crate::domain::{Email, UserId};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -76,10 +75,8 @@ pub(crate) async fn status(
     Query(params): Query<StatusParams>,
 ) -> Result<impl IntoResponse, AppError> {
     let id = parse_user_id(&params.user_id)?;
-    let answer = entitlement::check(&state, &id).await?;
-    let user = db::users::find(&state.db.pool, &id)
-        .await?
-        .ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
+    // From the store, not the cache: this shows what is stored (the subscription id included).
+    let (user, answer) = entitlement::user_and_stored(&state, &id).await?;
     Ok(axum::Json(wire::DevStatusBody {
         user: wire::user(&user),
         entitlement: wire::stored_entitlement(&answer),

@@ -92,7 +92,7 @@ async fn status_fragment(
     let Ok(id) = UserId::parse(raw) else {
         return Ok(empty(format!("{raw:?} is not a user id.")));
     };
-    let answer = match entitlement::check(state, &id).await {
+    let answer = match entitlement::check_stored(state, &id).await {
         Ok(a) => a,
         Err(AppError::UnknownUser(_)) => return Ok(empty(format!("No user {raw:?}."))),
         Err(e) => return Err(e),

@@ -86,6 +86,25 @@ pub fn router(state: AppState) -> Router {
         .request_timeout
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(30));
+    let https = state.settings.public_url.scheme() == "https";
+    // The entitlement check: its own lean lane (see `middleware::lane`), no sessions.
+    let lane = api::entitlement::router().layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(
+                request_id.clone(),
+                middleware::MakeId,
+            ))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(middleware::make_span)
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                middleware::Lane { https, timeout },
+                middleware::lane,
+            )),
+    );
     with_sessions(app, &state)
         .layer(
             ServiceBuilder::new()
@@ -102,7 +121,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::middleware::from_fn(middleware::remember_span))
                 .layer(axum::middleware::from_fn(middleware::log_errors))
                 .layer(axum::middleware::from_fn_with_state(
-                    state.settings.public_url.scheme() == "https",
+                    https,
                     security::headers,
                 ))
                 .layer(axum::middleware::from_fn_with_state(
@@ -110,6 +129,7 @@ pub fn router(state: AppState) -> Router {
                     middleware::timeout,
                 )),
         )
+        .merge(lane)
         .with_state(state)
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -91,17 +91,83 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
 /// Counts requests and their latency by route (the route pattern, never the raw path, so ids do
 /// not explode the label set).
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("msr_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("msr_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    record_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        &method,
+        response.status(),
+        started,
+    );
     response
+}
+
+/// The metric handles of one route, method and status, looked up once: building the labels and
+/// finding them in the registry on every request cost more than the check itself.
+#[derive(Clone)]
+struct RouteMetrics {
+    requests: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+type RouteTable = std::sync::RwLock<
+    std::collections::HashMap<String, std::collections::HashMap<(Method, u16), RouteMetrics>>,
+>;
+
+/// Counts one request and its latency.
+pub fn record_request(route: &str, method: &Method, status: StatusCode, started: Instant) {
+    static TABLE: OnceLock<RouteTable> = OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    let key = (method.clone(), status.as_u16());
+    let found = table
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(route)
+        .and_then(|by_status| by_status.get(&key))
+        .cloned();
+    let handles = found.unwrap_or_else(|| {
+        let handles = RouteMetrics {
+            requests: metrics::counter!("msr_http_requests_total", "route" => route.to_owned(), "method" => method.as_str().to_owned(), "status" => status.as_u16().to_string()),
+            latency: metrics::histogram!("msr_http_request_duration_seconds", "route" => route.to_owned(), "method" => method.as_str().to_owned()),
+        };
+        table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(route.to_owned())
+            .or_default()
+            .insert(key, handles.clone());
+        handles
+    });
+    handles.requests.increment(1);
+    handles.latency.record(started.elapsed().as_secs_f64());
+}
+
+/// A counter with one label whose name and value are fixed strings, looked up in the registry
+/// once (for counters bumped on hot paths).
+pub fn static_counter(
+    name: &'static str,
+    label: &'static str,
+    value: &'static str,
+) -> metrics::Counter {
+    type Table = std::sync::RwLock<
+        std::collections::HashMap<(&'static str, &'static str, &'static str), metrics::Counter>,
+    >;
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    let key = (name, label, value);
+    if let Some(counter) = table
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return counter.clone();
+    }
+    let counter = metrics::counter!(name, label => value);
+    table
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, counter.clone());
+    counter
 }

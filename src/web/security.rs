@@ -28,7 +28,12 @@ pub async fn headers(State(https): State<bool>, request: Request, next: Next) ->
         .path()
         .starts_with(crate::startup::SIMULATOR_PATH);
     let mut response = next.run(request).await;
-    let h = response.headers_mut();
+    add(response.headers_mut(), simulator, https);
+    response
+}
+
+/// Adds the headers to one response.
+pub fn add(h: &mut axum::http::HeaderMap, simulator: bool, https: bool) {
     let csp = if simulator { SIMULATOR_CSP } else { PAGE_CSP };
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -43,5 +48,4 @@ pub async fn headers(State(https): State<bool>, request: Request, next: Next) ->
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
-    response
 }

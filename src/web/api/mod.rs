@@ -9,5 +9,5 @@ use crate::state::AppState;
 
 /// Every internal API route.
 pub fn router() -> Router<AppState> {
-    entitlement::router().merge(billing::router())
+    billing::router()
 }
