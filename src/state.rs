@@ -115,6 +115,8 @@ pub struct Counters {
     pub events_duplicate: AtomicU64,
     /// Events this instance finished processing (whatever the outcome).
     pub events_processed: AtomicU64,
+    /// Events the webhook pipeline applied in a batch (its fast path).
+    pub events_batched: AtomicU64,
     /// Subscription re-fetches sent to Stripe.
     pub refetches: AtomicU64,
 }

@@ -119,45 +119,132 @@ impl BatchItem {
     }
 }
 
-/// Applies claimed subscription events in one write transaction: the webhook pipeline's fast path,
-/// one commit for many events. Each event is applied exactly as [`process_claimed`] would (newer
-/// than the stored watermark, else skipped), in the order given. Per item: its outcome, or `None`
-/// when it needs a re-fetch (same-second events), which the caller does the single-event way. On
-/// an error nothing was written; the caller applies each event the single-event way.
+/// Applies claimed subscription events in one write transaction with a fixed number of statements
+/// (the webhook pipeline's fast path): who owns each customer, the stored subscriptions (locked),
+/// then every write as one multi-row statement per table. Each event is decided as
+/// [`process_claimed`] would (applied if newer than the subscription's watermark, else skipped), in
+/// the order given, later events of a subscription seeing the earlier ones. Per item: its outcome,
+/// or `None` for one the single-event way must take after this commit (a customer not linked to
+/// a user yet, or a same-second event that needs a re-fetch). On an error nothing was written; the
+/// caller applies every event the single-event way.
 pub async fn apply_batch(
     state: &AppState,
     items: &[BatchItem],
 ) -> Result<Vec<Option<EventState>>, AppError> {
+    use std::collections::{BTreeSet, HashMap};
+
+    let now = Utc::now().timestamp();
     let mut tx = state.db.begin_write().await?;
+    let customers: BTreeSet<&str> = items.iter().map(|i| i.snapshot.customer.as_str()).collect();
+    let customers: Vec<&str> = customers.into_iter().collect();
+    let owners: HashMap<String, String> =
+        db::users::ids_by_customers(&mut *tx, state.db.backend, &customers)
+            .await?
+            .into_iter()
+            .map(|(user, customer)| (customer, user))
+            .collect();
+    let ids: BTreeSet<&str> = items.iter().map(|i| i.snapshot.id.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut current: HashMap<String, StoredSubscription> =
+        db::subscriptions::find_many_for_update(&mut tx, state.db.backend, &ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
     let mut outcomes = Vec::with_capacity(items.len());
-    let mut touched = Vec::new();
-    for item in items {
-        let written = write_snapshot_in(
-            state,
-            &mut tx,
-            &item.snapshot,
-            Some(&item.event),
-            item.event.created,
-            false,
-            None,
-            None,
-        )
-        .await?;
-        match written {
-            Written::Done(outcome, user) => {
-                outcomes.push(Some(outcome));
-                touched.extend(user);
+    let mut finished: Vec<(usize, EventState, &str)> = Vec::new();
+    let mut written: BTreeSet<&str> = BTreeSet::new();
+    let mut close_for: BTreeSet<&str> = BTreeSet::new();
+    for (index, item) in items.iter().enumerate() {
+        let Some(user) = owners.get(item.snapshot.customer.as_str()) else {
+            outcomes.push(None);
+            continue;
+        };
+        let user_id = UserId::parse(user)
+            .map_err(|e| AppError::Internal(format!("stored user id unreadable: {e}")))?;
+        let created = item.event.created;
+        let previous = current.get(item.snapshot.id.as_str());
+        match previous.map(|p| p.watermark) {
+            Some(w) if w == created => {
+                outcomes.push(None);
+                continue;
             }
-            Written::Refetch => outcomes.push(None),
+            Some(w) if w > created => {
+                outcomes.push(Some(EventState::Skipped));
+                finished.push((index, EventState::Skipped, user.as_str()));
+                continue;
+            }
+            _ => {}
         }
+        let row = stored_row(
+            state,
+            &item.snapshot,
+            previous,
+            &user_id,
+            created,
+            None,
+            created,
+            now,
+        );
+        if row.stripe_status.blocks_new_checkout() {
+            close_for.insert(user.as_str());
+        }
+        current.insert(row.id.clone(), row);
+        written.insert(item.snapshot.id.as_str());
+        outcomes.push(Some(EventState::Applied));
+        finished.push((index, EventState::Applied, user.as_str()));
     }
+    let rows: Vec<&StoredSubscription> = written.iter().filter_map(|id| current.get(*id)).collect();
+    let stored = db::subscriptions::upsert_many_if_newer(&mut *tx, state.db.backend, &rows).await?;
+    if stored.len() != rows.len() {
+        return Err(AppError::Internal(
+            "a subscription changed while its batch was applied".into(),
+        ));
+    }
+    let users: BTreeSet<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
+    let users: Vec<&str> = users.into_iter().collect();
+    let all = db::subscriptions::for_users(&mut *tx, state.db.backend, &users).await?;
+    let entitlements: Vec<(&str, crate::domain::Entitlement)> = all
+        .chunk_by(|a, b| a.user_id == b.user_id)
+        .filter_map(|subs| {
+            let entitlement = db::subscriptions::derive_entitlement(subs, now)?;
+            Some((subs[0].user_id.as_str(), entitlement))
+        })
+        .collect();
+    let pairs: Vec<(&str, &crate::domain::Entitlement)> =
+        entitlements.iter().map(|(u, e)| (*u, e)).collect();
+    db::entitlements::upsert_many(&mut *tx, state.db.backend, &pairs).await?;
+    db::entitlements::notify_many(&mut tx, state.db.backend, &users).await?;
+    let close_for: Vec<&str> = close_for.into_iter().collect();
+    db::checkout::close_all_for_users(&mut tx, &close_for).await?;
+    let done: Vec<db::events::Finished<'_>> = finished
+        .iter()
+        .map(|(index, outcome, user)| {
+            let item = &items[*index];
+            (
+                item.event.id.as_str(),
+                *outcome,
+                Some(*user),
+                Some(item.snapshot.customer.as_str()),
+            )
+        })
+        .collect();
+    db::events::finish_many(&mut *tx, state.db.backend, &done, now).await?;
     tx.commit().await?;
-    for user in &touched {
-        state.cache.evict(user.as_str());
+    // After the commit, so no reader can cache what was there before it.
+    for user in &users {
+        state.cache.evict(user);
     }
     for (item, outcome) in items.iter().zip(&outcomes) {
         if let Some(outcome) = outcome {
             count_applied(state, &item.event.kind, *outcome);
+            Counters::bump(&state.counters.events_batched);
+            tracing::info!(
+                subscription = %item.snapshot.id,
+                status = item.snapshot.status.as_str(),
+                outcome = outcome.as_str(),
+                "subscription synced"
+            );
         }
     }
     Ok(outcomes)

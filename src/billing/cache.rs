@@ -181,12 +181,17 @@ pub struct EntitlementCache {
     keys: [std::collections::hash_map::RandomState; 2],
     /// Numbers evictions; see the module documentation.
     sequence: AtomicU64,
+    /// The sequence number at the last [`EntitlementCache::reset`]: reads taken before it are
+    /// not stored (it leaves no tombstones).
+    cleared: AtomicU64,
     /// Slots in use (entries and tombstones), bounded by `capacity`.
     len: AtomicUsize,
     /// False while invalidations may be missed (PostgreSQL listener down): reads bypass the cache.
     healthy: AtomicBool,
     capacity: usize,
     ttl: chrono::Duration,
+    /// Wakes the fill when the cache becomes trusted again (it was cleared).
+    refill: tokio::sync::Notify,
 }
 
 fn lock_read(shard: &Shard) -> std::sync::RwLockReadGuard<'_, Map> {
@@ -212,10 +217,12 @@ impl EntitlementCache {
                 std::collections::hash_map::RandomState::new(),
             ],
             sequence: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
             len: AtomicUsize::new(0),
             healthy: AtomicBool::new(healthy),
             capacity,
             ttl,
+            refill: tokio::sync::Notify::new(),
         }
     }
 
@@ -261,6 +268,10 @@ impl EntitlementCache {
         }
         let (shard, key) = self.locate(user);
         let mut shard = lock_write(shard);
+        // Read under the shard's lock: a reset marks before it clears each shard.
+        if sequence < self.cleared.load(Ordering::Acquire) {
+            return;
+        }
         match shard.get_mut(&key) {
             Some(slot) if slot.is_tombstone() && slot.stamp as u64 > sequence => {}
             Some(slot) if !slot.is_tombstone() && slot.stamp > snapshot.loaded_at.timestamp() => {}
@@ -293,14 +304,18 @@ impl EntitlementCache {
 
     /// Forgets everyone and marks the cache trusted or not.
     pub fn reset(&self, healthy: bool) {
+        let cleared = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
+        self.cleared.store(cleared, Ordering::Release);
         for shard in self.shards.iter() {
             let mut shard = lock_write(shard);
-            self.sequence.fetch_add(1, Ordering::AcqRel);
             self.len.fetch_sub(shard.len(), Ordering::Relaxed);
             shard.clear();
             shard.shrink_to_fit();
         }
         self.healthy.store(healthy, Ordering::Release);
+        if healthy {
+            self.refill.notify_one();
+        }
     }
 
     /// How many users (and tombstones) are held.
@@ -367,7 +382,8 @@ pub async fn fill(cache: &EntitlementCache, pool: &sqlx::AnyPool) -> Result<usiz
     Ok(read)
 }
 
-/// Fills the cache now and again every half TTL, so entries are renewed before they expire.
+/// Fills the cache now, again every half TTL (so entries are renewed before they expire), and
+/// whenever it was cleared and is trusted again (the PostgreSQL listener reconnected).
 pub fn spawn_filler(cache: Arc<EntitlementCache>, pool: sqlx::AnyPool) {
     if cache.capacity == 0 {
         return;
@@ -389,7 +405,10 @@ pub fn spawn_filler(cache: Arc<EntitlementCache>, pool: sqlx::AnyPool) {
                     tracing::warn!(error = %e, "entitlement cache fill failed; will try again")
                 }
             }
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = cache.refill.notified() => {}
+            }
         }
     });
 }
@@ -512,5 +531,10 @@ mod tests {
         assert!(cache.get("c", now).is_none());
         cache.reset(true);
         assert!(cache.is_empty());
+        // A read taken before a reset is not stored after it.
+        let reader = cache.sequence();
+        cache.reset(true);
+        cache.put("a", &snap(now), reader);
+        assert!(cache.get("a", now).is_none());
     }
 }

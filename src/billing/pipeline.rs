@@ -180,7 +180,13 @@ async fn recorder(state: AppState, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
         let rows: Vec<_> = batch.iter().map(|job| job.prepared.row()).collect();
         let result = {
             let _gate = state.pipeline.gate(&state).await;
-            db::events::record_many(&state.db.pool, &rows, Utc::now().timestamp()).await
+            db::events::record_many(
+                &state.db.pool,
+                state.db.backend,
+                &rows,
+                Utc::now().timestamp(),
+            )
+            .await
         };
         drop(rows);
         match result {
@@ -212,7 +218,14 @@ async fn applier(state: AppState, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
         ids.dedup();
         let claimed = {
             let _gate = state.pipeline.gate(&state).await;
-            db::events::claim_many(&state.db.pool, &ids, Utc::now().timestamp(), LEASE_SECS).await
+            db::events::claim_many(
+                &state.db.pool,
+                state.db.backend,
+                &ids,
+                Utc::now().timestamp(),
+                LEASE_SECS,
+            )
+            .await
         };
         let mut claimed: HashSet<String> = match claimed {
             Ok(claimed) => claimed.into_iter().collect(),

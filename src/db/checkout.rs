@@ -102,27 +102,43 @@ pub async fn open_session<'c, E: Executor<'c, Database = Any>>(
 /// With `only_expired_before`, only sessions expiring before that time are closed.
 async fn close_where(
     conn: &mut sqlx::AnyConnection,
-    user: &str,
+    users: &[&str],
     status: &str,
     only_expired_before: Option<i64>,
 ) -> Result<u64, sqlx::Error> {
+    if users.is_empty() {
+        return Ok(0);
+    }
     let cutoff = only_expired_before.unwrap_or(i64::MAX);
-    sqlx::query(
+    let sql = format!(
         "UPDATE stripe_request_attempts SET attempt = attempt + 1 WHERE purpose IN \
          (SELECT 'checkout:' || user_id || ':' || plan FROM checkout_sessions \
-          WHERE user_id = $1 AND status = 'open' AND expires_at <= $2)",
-    )
-    .bind(user)
-    .bind(cutoff)
-    .execute(&mut *conn)
-    .await?;
-    let done = sqlx::query("UPDATE checkout_sessions SET status = $1 WHERE user_id = $2 AND status = 'open' AND expires_at <= $3")
-        .bind(status)
-        .bind(user)
-        .bind(cutoff)
-        .execute(&mut *conn)
-        .await?;
+          WHERE status = 'open' AND expires_at <= $1 AND user_id IN ({}))",
+        super::placeholders(2, users.len())
+    );
+    let mut query = sqlx::query(&sql).bind(cutoff);
+    for user in users {
+        query = query.bind(*user);
+    }
+    query.execute(&mut *conn).await?;
+    let sql = format!(
+        "UPDATE checkout_sessions SET status = $1 WHERE status = 'open' AND expires_at <= $2 AND user_id IN ({})",
+        super::placeholders(3, users.len())
+    );
+    let mut query = sqlx::query(&sql).bind(status).bind(cutoff);
+    for user in users {
+        query = query.bind(*user);
+    }
+    let done = query.execute(&mut *conn).await?;
     Ok(done.rows_affected())
+}
+
+/// Closes every open session of these users: they now have a subscription.
+pub async fn close_all_for_users(
+    conn: &mut sqlx::AnyConnection,
+    users: &[&str],
+) -> Result<u64, sqlx::Error> {
+    close_where(conn, users, "complete", None).await
 }
 
 /// Closes every open session of a user: they now have a subscription.
@@ -130,11 +146,11 @@ pub async fn close_all_for_user(
     conn: &mut sqlx::AnyConnection,
     user: &str,
 ) -> Result<u64, sqlx::Error> {
-    close_where(conn, user, "complete", None).await
+    close_where(conn, &[user], "complete", None).await
 }
 
 /// Closes the user's sessions that Stripe has expired (or is about to).
 pub async fn expire_stale(pool: &sqlx::AnyPool, user: &str, now: i64) -> Result<u64, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    close_where(&mut conn, user, "expired", Some(now + 60)).await
+    close_where(&mut conn, &[user], "expired", Some(now + 60)).await
 }

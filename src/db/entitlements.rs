@@ -43,6 +43,12 @@ fn from_row(row: &AnyRow) -> Result<Entitlement, sqlx::Error> {
 const COLUMNS: &str = "status, stripe_status, pause_active, plan, stripe_subscription_id, current_period_end, \
                        cancel_at_period_end, past_due_since, action_required, updated_at";
 
+const UPSERT_SET: &str = "ON CONFLICT (user_id) DO UPDATE SET status = excluded.status, stripe_status = excluded.stripe_status, \
+    pause_active = excluded.pause_active, plan = excluded.plan, \
+    stripe_subscription_id = excluded.stripe_subscription_id, current_period_end = excluded.current_period_end, \
+    cancel_at_period_end = excluded.cancel_at_period_end, past_due_since = excluded.past_due_since, \
+    action_required = excluded.action_required, updated_at = excluded.updated_at";
+
 /// The user's entitlement; `None` when the user never subscribed.
 pub async fn find<'c, E: Executor<'c, Database = Any>>(
     ex: E,
@@ -66,12 +72,7 @@ pub async fn upsert<'c, E: Executor<'c, Database = Any>>(
     e: &Entitlement,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO entitlements (user_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (user_id) DO UPDATE SET status = excluded.status, stripe_status = excluded.stripe_status, \
-         pause_active = excluded.pause_active, plan = excluded.plan, \
-         stripe_subscription_id = excluded.stripe_subscription_id, current_period_end = excluded.current_period_end, \
-         cancel_at_period_end = excluded.cancel_at_period_end, past_due_since = excluded.past_due_since, \
-         action_required = excluded.action_required, updated_at = excluded.updated_at"
+        "INSERT INTO entitlements (user_id, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {UPSERT_SET}"
     ))
     .bind(user.as_str())
     .bind(e.status.as_str())
@@ -186,5 +187,64 @@ pub async fn notify_changed(
             .execute(&mut *conn)
             .await?;
     }
+    Ok(())
+}
+
+/// [`notify_changed`] for many users in one statement.
+pub async fn notify_many(
+    conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
+    users: &[&str],
+) -> Result<(), sqlx::Error> {
+    if backend != super::Backend::Postgres || users.is_empty() {
+        return Ok(());
+    }
+    let calls = (0..users.len())
+        .map(|i| format!("pg_notify($1, ${})", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT {calls}");
+    let mut query = sqlx::query(&sql).bind(crate::billing::cache::CHANNEL);
+    for user in users {
+        query = query.bind(*user);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Writes many users' entitlements (distinct users) in one statement, as [`upsert`] does one.
+pub async fn upsert_many<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    backend: super::Backend,
+    rows: &[(&str, &Entitlement)],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO entitlements (user_id, {COLUMNS}) VALUES {} {UPSERT_SET}",
+        super::value_rows(1, rows.len(), 11)
+    );
+    let sql = super::positional(sql, backend);
+    let mut query = sqlx::query(&sql);
+    for (user, e) in rows {
+        query = query
+            .bind(*user)
+            .bind(e.status.as_str())
+            .bind(e.stripe_status.as_str())
+            .bind(i64::from(e.pause_active))
+            .bind(e.plan.map(|p| p.as_str()))
+            .bind(
+                e.stripe_subscription_id
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+            )
+            .bind(e.current_period_end.map(|t| t.timestamp()))
+            .bind(i64::from(e.cancel_at_period_end))
+            .bind(e.past_due_since.map(|t| t.timestamp()))
+            .bind(i64::from(e.action_required))
+            .bind(e.updated_at.timestamp());
+    }
+    query.execute(ex).await?;
     Ok(())
 }

@@ -95,36 +95,19 @@ pub async fn record<'c, E: Executor<'c, Database = Any>>(
 /// the ids that were new; an id known already, or twice in `events`, is recorded once.
 pub async fn record_many<'c, E: Executor<'c, Database = Any>>(
     ex: E,
+    backend: super::Backend,
     events: &[NewEvent<'_>],
     now: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = String::from(
-        "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at, user_id) VALUES ",
+    let sql = format!(
+        "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at, user_id) \
+         VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+        super::value_rows(1, events.len(), 11)
     );
-    for i in 0..events.len() {
-        let p = i * 11;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9,
-            p + 10,
-            p + 11
-        ));
-    }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    let sql = super::positional(sql, backend);
     let mut query = sqlx::query_scalar(&sql);
     for e in events {
         query = query
@@ -148,6 +131,7 @@ pub async fn record_many<'c, E: Executor<'c, Database = Any>>(
 /// anyone; returns the ids now held. One statement for a batch of webhook deliveries.
 pub async fn claim_many<'c, E: Executor<'c, Database = Any>>(
     ex: E,
+    backend: super::Backend,
     ids: &[&str],
     now: i64,
     lease_secs: i64,
@@ -155,14 +139,12 @@ pub async fn claim_many<'c, E: Executor<'c, Database = Any>>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let list = (0..ids.len())
-        .map(|i| format!("${}", i + 3))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
-        "UPDATE stripe_events SET locked_until = $1 WHERE id IN ({list}) AND state IN ('pending', 'failed') \
-         AND (locked_until IS NULL OR locked_until < $2) RETURNING id"
+        "UPDATE stripe_events SET locked_until = $1 WHERE (locked_until IS NULL OR locked_until < $2) \
+         AND state IN ('pending', 'failed') AND id IN ({}) RETURNING id",
+        super::placeholders(3, ids.len())
     );
+    let sql = super::positional(sql, backend);
     let mut query = sqlx::query_scalar(&sql).bind(now + lease_secs).bind(now);
     for id in ids {
         query = query.bind(*id);
@@ -292,6 +274,41 @@ pub async fn finish<'c, E: Executor<'c, Database = Any>>(
     .bind(id)
     .execute(ex)
     .await?;
+    Ok(())
+}
+
+/// One event's outcome for [`finish_many`]: id, state, user, customer.
+pub type Finished<'a> = (&'a str, EventState, Option<&'a str>, Option<&'a str>);
+
+/// Records the outcomes of many events in one statement, as [`finish`] does for one.
+pub async fn finish_many<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    backend: super::Backend,
+    outcomes: &[Finished<'_>],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "WITH v (id, state, user_id, customer_id, at) AS (VALUES {}) \
+         UPDATE stripe_events SET state = v.state, user_id = COALESCE(v.user_id, stripe_events.user_id), \
+         customer_id = COALESCE(v.customer_id, stripe_events.customer_id), processed_at = v.at, \
+         locked_until = NULL, next_attempt_at = NULL, last_error = NULL \
+         FROM v WHERE stripe_events.id = v.id",
+        super::value_rows(1, outcomes.len(), 5)
+    );
+    let sql = super::positional(sql, backend);
+    let mut query = sqlx::query(&sql);
+    for (id, state, user, customer) in outcomes {
+        query = query
+            .bind(*id)
+            .bind(state.as_str())
+            .bind(*user)
+            .bind(*customer)
+            .bind(now);
+    }
+    query.execute(ex).await?;
     Ok(())
 }
 

@@ -144,6 +144,50 @@ fn redact(e: &dyn std::fmt::Display) -> String {
     }
 }
 
+/// `$first, $first+1, …` for `n` parameters: the list of an `IN (…)`.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($first, …), (…), …`: `rows` rows of `columns` parameters each, for a multi-row `VALUES`.
+pub(crate) fn value_rows(first: usize, rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(first + r * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// SQLite finds a `$N` parameter by name in a list, for every parameter: quadratic in a statement
+/// with thousands of them (the batch statements; a profile showed it at a tenth of the webhook's
+/// CPU). On SQLite, a statement whose `$N` appear in the order 1, 2, 3… is sent with anonymous `?`
+/// instead, which SQLite numbers in the same order.
+pub(crate) fn positional(sql: String, backend: Backend) -> String {
+    if backend != Backend::Sqlite {
+        return sql;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut expected = 1;
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut n = 0usize;
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n * 10 + d as usize;
+                chars.next();
+            }
+            debug_assert_eq!(n, expected, "parameters out of order in: {sql}");
+            expected += 1;
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads a 0/1 flag column.
 pub(crate) fn get_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, sqlx::Error> {
     use sqlx::Row;

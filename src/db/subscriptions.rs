@@ -174,17 +174,26 @@ pub async fn refresh_entitlement(
     now: i64,
 ) -> Result<Option<Entitlement>, sqlx::Error> {
     let subs = for_user(&mut *conn, user.as_str()).await?;
+    let Some(entitlement) = derive_entitlement(&subs, now) else {
+        return Ok(None);
+    };
+    // Another user may hold this subscription id from an earlier link; the unique index would refuse.
+    super::entitlements::upsert(&mut *conn, user, &entitlement).await?;
+    Ok(Some(entitlement))
+}
+
+/// The entitlement a user's subscriptions (newest first) give: from the best one, a live one before
+/// an ended one, then the newest. `None` without subscriptions.
+pub fn derive_entitlement(subs: &[StoredSubscription], now: i64) -> Option<Entitlement> {
     let ended = |s: &StoredSubscription| {
         matches!(
             s.stripe_status,
             StripeStatus::Canceled | StripeStatus::IncompleteExpired
         )
     };
-    let Some(best) = subs.iter().find(|s| !ended(s)).or_else(|| subs.first()) else {
-        return Ok(None);
-    };
+    let best = subs.iter().find(|s| !ended(s)).or_else(|| subs.first())?;
     let (status, paused_by_status) = best.stripe_status.to_entitlement();
-    let entitlement = Entitlement {
+    Some(Entitlement {
         status,
         stripe_status: best.stripe_status,
         pause_active: paused_by_status
@@ -196,10 +205,104 @@ pub async fn refresh_entitlement(
         past_due_since: best.past_due_since.map(from_unix),
         action_required: best.action_required,
         updated_at: from_unix(now),
+    })
+}
+
+/// Every stored subscription of these users, each user's newest first.
+pub async fn for_users<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    backend: super::Backend,
+    users: &[&str],
+) -> Result<Vec<StoredSubscription>, sqlx::Error> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE user_id IN ({}) ORDER BY user_id, created DESC, id DESC",
+        super::placeholders(1, users.len())
+    );
+    let sql = super::positional(sql, backend);
+    let mut query = sqlx::query(&sql);
+    for user in users {
+        query = query.bind(*user);
+    }
+    query.fetch_all(ex).await?.iter().map(from_row).collect()
+}
+
+/// The stored subscriptions among `ids`, locked on PostgreSQL in id order (one lock order for
+/// every batch) until the transaction ends.
+pub async fn find_many_for_update(
+    conn: &mut AnyConnection,
+    backend: super::Backend,
+    ids: &[&str],
+) -> Result<Vec<StoredSubscription>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lock = if backend == super::Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
     };
-    // Another user may hold this subscription id from an earlier link; the unique index would refuse.
-    super::entitlements::upsert(&mut *conn, user, &entitlement).await?;
-    Ok(Some(entitlement))
+    let sql = format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE id IN ({}) ORDER BY id{lock}",
+        super::placeholders(1, ids.len())
+    );
+    let sql = super::positional(sql, backend);
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Writes many subscriptions (distinct ids) in one statement, each only over an older watermark
+/// (as [`upsert_if_newer`] without `allow_equal`). Returns the ids written.
+pub async fn upsert_many_if_newer<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    backend: super::Backend,
+    rows: &[&StoredSubscription],
+) -> Result<Vec<String>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO subscriptions ({COLUMNS}) VALUES {} \
+         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, customer_id = excluded.customer_id, \
+         stripe_status = excluded.stripe_status, price_id = excluded.price_id, plan = excluded.plan, \
+         current_period_end = excluded.current_period_end, cancel_at_period_end = excluded.cancel_at_period_end, \
+         pause_collection = excluded.pause_collection, past_due_since = excluded.past_due_since, \
+         action_required = excluded.action_required, created = excluded.created, watermark = excluded.watermark, \
+         updated_at = excluded.updated_at \
+         WHERE subscriptions.watermark < excluded.watermark RETURNING id",
+        super::value_rows(1, rows.len(), 14)
+    );
+    let sql = super::positional(sql, backend);
+    let mut query = sqlx::query_scalar(&sql);
+    for s in rows {
+        query = query
+            .bind(s.id.as_str())
+            .bind(s.user_id.as_str())
+            .bind(s.customer_id.as_str())
+            .bind(s.stripe_status.as_str())
+            .bind(s.price_id.as_deref())
+            .bind(s.plan.map(|p| p.as_str()))
+            .bind(s.current_period_end)
+            .bind(i64::from(s.cancel_at_period_end))
+            .bind(i64::from(s.pause_collection))
+            .bind(s.past_due_since)
+            .bind(i64::from(s.action_required))
+            .bind(s.created)
+            .bind(s.watermark)
+            .bind(s.updated_at);
+    }
+    // fetch_all: SQLite finishes the statement only once it is stepped to its end.
+    query.fetch_all(ex).await
 }
 
 /// The `created` of the newest event applied to a subscription, if it is stored.

@@ -97,6 +97,27 @@ pub async fn find_by_customer<'c, E: Executor<'c, Database = Any>>(
     .transpose()
 }
 
+/// (user id, customer id) of every user linked to one of `customers`.
+pub async fn ids_by_customers<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    backend: super::Backend,
+    customers: &[&str],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    if customers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT id, stripe_customer_id FROM users WHERE stripe_customer_id IN ({})",
+        super::placeholders(1, customers.len())
+    );
+    let sql = super::positional(sql, backend);
+    let mut query = sqlx::query_as(&sql);
+    for c in customers {
+        query = query.bind(*c);
+    }
+    query.fetch_all(ex).await
+}
+
 /// Links a customer to a user that has none yet. Returns whether the link was made (false when the
 /// user already has a customer, or the customer belongs to another user).
 pub async fn link_customer<'c, E: Executor<'c, Database = Any>>(

@@ -26,7 +26,12 @@ async fn store(
         updated_at: Utc::now(),
     };
     tweak(&mut e);
-    db::entitlements::upsert(&app.state.db.pool, &UserId::parse(user).unwrap(), &e)
+    let id = UserId::parse(user).unwrap();
+    db::entitlements::upsert(&app.state.db.pool, &id, &e)
+        .await
+        .unwrap();
+    // As every write of the service does: tell the cache (here and on other instances).
+    msr_billing::billing::entitlement::changed(&app.state, &id)
         .await
         .unwrap();
 }

@@ -477,3 +477,115 @@ async fn a_burst_of_forged_webhooks_is_refused_cheaply_while_real_ones_are_accep
             .unwrap();
     assert_eq!(stored, 0, "nothing forged was stored");
 }
+
+#[tokio::test]
+async fn a_burst_for_many_subscriptions_is_applied_in_batches_and_ends_in_the_newest_state() {
+    let app = StripeApp::spawn().await;
+    let mut subs = Vec::new();
+    for i in 0..6 {
+        let user = format!("burst{i}");
+        let sub = app.subscribed(&user, "monthly", TestCard::Visa).await;
+        let truth = app.sim().subscription(&sub).unwrap();
+        let watermark: i64 =
+            sqlx::query_scalar("SELECT watermark FROM subscriptions WHERE id = $1")
+                .bind(&sub)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        subs.push((user, sub, truth, watermark));
+    }
+    let batched_before = app
+        .state
+        .counters
+        .events_batched
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // For each subscription: a stale "canceled", a newer "past_due" and a newest "active, ends at
+    // the period end", each delivered twice, all at once; plus one for a customer nobody has.
+    let mut bodies = Vec::new();
+    for (i, (_, _, truth, w)) in subs.iter().enumerate() {
+        let mut stale = truth.clone();
+        stale["status"] = json!("canceled");
+        let mut newer = truth.clone();
+        newer["status"] = json!("past_due");
+        let mut newest = truth.clone();
+        newest["cancel_at_period_end"] = json!(true);
+        for (n, (created, object)) in [(w - 1, stale), (w + 1, newer), (w + 2, newest)]
+            .into_iter()
+            .enumerate()
+        {
+            let body = event(
+                &format!("evt_burst_{i}_{n}"),
+                "customer.subscription.updated",
+                created,
+                object,
+            );
+            bodies.push(body.clone());
+            bodies.push(body);
+        }
+    }
+    let mut orphan = subs[0].2.clone();
+    orphan["id"] = json!("sub_burst_orphan");
+    orphan["customer"] = json!("cus_burst_nobody");
+    orphan["metadata"] = json!({});
+    bodies.push(event(
+        "evt_burst_orphan",
+        "customer.subscription.updated",
+        now(),
+        orphan,
+    ));
+    let posts = bodies.iter().map(|body| {
+        let app = &app;
+        async move {
+            app.post_webhook(body, Some(sign(WEBHOOK_SECRET, now(), body)))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let codes = futures::future::join_all(posts).await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    for (i, (user, sub, _, w)) in subs.iter().enumerate() {
+        assert_eq!(
+            app.event_state(&format!("evt_burst_{i}_0"))
+                .await
+                .as_deref(),
+            Some("skipped")
+        );
+        assert_eq!(
+            app.event_state(&format!("evt_burst_{i}_2"))
+                .await
+                .as_deref(),
+            Some("applied")
+        );
+        let stored: (String, i64, i64) = sqlx::query_as(
+            "SELECT stripe_status, cancel_at_period_end, watermark FROM subscriptions WHERE id = $1",
+        )
+        .bind(sub)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(stored, ("active".to_owned(), 1, w + 2), "{user}");
+        let status = json(app.dev_status(user).await).await;
+        assert_eq!(status["entitlement"]["status"], "active", "{user}");
+        assert_eq!(
+            status["entitlement"]["cancel_at_period_end"], true,
+            "{user}"
+        );
+        let (code, answer) = app.entitled(user).await;
+        assert_eq!(code, 200, "{user}: {answer}");
+    }
+    assert_eq!(
+        app.event_state("evt_burst_orphan").await.as_deref(),
+        Some("unmatched")
+    );
+    let batched = app
+        .state
+        .counters
+        .events_batched
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - batched_before;
+    assert!(
+        batched >= 6,
+        "the burst went through the batch path: {batched} events batched"
+    );
+}
