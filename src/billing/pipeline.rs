@@ -180,6 +180,8 @@ async fn recorder(state: AppState, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
         let rows: Vec<_> = batch.iter().map(|job| job.prepared.row()).collect();
         let result = {
             let _gate = state.pipeline.gate(&state).await;
+            let started = std::time::Instant::now();
+            let _timing = Timing("record", batch.len(), started);
             db::events::record_many(
                 &state.db.pool,
                 state.db.backend,
@@ -263,6 +265,7 @@ async fn applier(state: AppState, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
         let (items, waiting): (Vec<_>, Vec<_>) = fast.into_iter().unzip();
         let result = {
             let _gate = state.pipeline.gate(&state).await;
+            let _timing = Timing("apply", items.len(), std::time::Instant::now());
             apply::apply_batch(&state, &items).await
         };
         match result {
@@ -283,6 +286,20 @@ async fn applier(state: AppState, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
                 }
             }
         }
+    }
+}
+
+/// Logs (at debug level) how long a stage's batch held the database, when dropped.
+struct Timing(&'static str, usize, std::time::Instant);
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        tracing::debug!(
+            stage = self.0,
+            events = self.1,
+            micros = self.2.elapsed().as_micros() as u64,
+            "webhook batch"
+        );
     }
 }
 

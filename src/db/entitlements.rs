@@ -226,7 +226,8 @@ pub async fn upsert_many<'c, E: Executor<'c, Database = Any>>(
         super::value_rows(1, rows.len(), 11)
     );
     let sql = super::positional(sql, backend);
-    let mut query = sqlx::query(&sql);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query(&sql).persistent(false);
     for (user, e) in rows {
         query = query
             .bind(*user)

@@ -108,7 +108,8 @@ pub async fn record_many<'c, E: Executor<'c, Database = Any>>(
         super::value_rows(1, events.len(), 11)
     );
     let sql = super::positional(sql, backend);
-    let mut query = sqlx::query_scalar(&sql);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query_scalar(&sql).persistent(false);
     for e in events {
         query = query
             .bind(e.id)
@@ -145,7 +146,11 @@ pub async fn claim_many<'c, E: Executor<'c, Database = Any>>(
         super::placeholders(3, ids.len())
     );
     let sql = super::positional(sql, backend);
-    let mut query = sqlx::query_scalar(&sql).bind(now + lease_secs).bind(now);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query_scalar(&sql)
+        .persistent(false)
+        .bind(now + lease_secs)
+        .bind(now);
     for id in ids {
         query = query.bind(*id);
     }
@@ -299,7 +304,8 @@ pub async fn finish_many<'c, E: Executor<'c, Database = Any>>(
         super::value_rows(1, outcomes.len(), 5)
     );
     let sql = super::positional(sql, backend);
-    let mut query = sqlx::query(&sql);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query(&sql).persistent(false);
     for (id, state, user, customer) in outcomes {
         query = query
             .bind(*id)

@@ -222,7 +222,8 @@ pub async fn for_users<'c, E: Executor<'c, Database = Any>>(
         super::placeholders(1, users.len())
     );
     let sql = super::positional(sql, backend);
-    let mut query = sqlx::query(&sql);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query(&sql).persistent(false);
     for user in users {
         query = query.bind(*user);
     }
@@ -249,7 +250,8 @@ pub async fn find_many_for_update(
         super::placeholders(1, ids.len())
     );
     let sql = super::positional(sql, backend);
-    let mut query = sqlx::query(&sql);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query(&sql).persistent(false);
     for id in ids {
         query = query.bind(*id);
     }
@@ -283,7 +285,8 @@ pub async fn upsert_many_if_newer<'c, E: Executor<'c, Database = Any>>(
         super::value_rows(1, rows.len(), 14)
     );
     let sql = super::positional(sql, backend);
-    let mut query = sqlx::query_scalar(&sql);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query_scalar(&sql).persistent(false);
     for s in rows {
         query = query
             .bind(s.id.as_str())

@@ -111,7 +111,8 @@ pub async fn ids_by_customers<'c, E: Executor<'c, Database = Any>>(
         super::placeholders(1, customers.len())
     );
     let sql = super::positional(sql, backend);
-    let mut query = sqlx::query_as(&sql);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query_as(&sql).persistent(false);
     for c in customers {
         query = query.bind(*c);
     }

@@ -110,7 +110,7 @@ pub struct Lane {
     pub timeout: Duration,
 }
 
-/// The entitlement check's lane: everything the other layers do for it (the span other layers
+/// The lane of the entitlement check and the webhook: everything the other layers do for them (the span other layers
 /// read, the timeout, error logging, security headers, request metrics) in one middleware, and no
 /// session or HTML error handling, which a service calling with `X-User-Id` never uses. The check
 /// runs in front of every paid request of the platform; each boxed layer it skips is measurable.

@@ -62,7 +62,6 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(limited(api::router()))
         .merge(limited(pages::router().merge(admin::router())))
-        .merge(webhook::router())
         .merge(ops::router())
         .merge(openapi::router())
         .nest_service("/static", static_files(&state));
@@ -87,8 +86,9 @@ pub fn router(state: AppState) -> Router {
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(30));
     let https = state.settings.public_url.scheme() == "https";
-    // The entitlement check: its own lean lane (see `middleware::lane`), no sessions.
-    let lane = api::entitlement::router().layer(
+    // The entitlement check and Stripe's webhook: a lean lane (see `middleware::lane`), no
+    // sessions; both are called by machines, at the highest rates.
+    let lane = api::entitlement::router().merge(webhook::router()).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(
                 request_id.clone(),
