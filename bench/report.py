@@ -65,6 +65,10 @@ def main():
             p(f"| {r['backend']} | {r['n']:,} | webhook drain after the run / torn rows | "
               f"{r['drain_s']:.2f} s / {r['torn_rows']} of {r['subscriptions_touched']:,} subscriptions "
               f"(stored: {r['db_states']}) |")
+        elif r["scenario"] == "webhook_refetch":
+            p(f"| {r['backend']} | {r['n']:,} | {r['label']}: {r['events']} invoice.paid events, each a re-fetch | "
+              f"{r['accepted']} accepted in {r['send_s']:.2f} s, all applied {r['drain_s']:.2f} s later "
+              f"(acceptance to applied p99 {r['applied_p99_s']} s; stored: {r['db_states']}) |")
         elif r["scenario"] == "coldstart":
             runs = ", ".join(f"{x:.0f}" for x in r["runs_ms"])
             p(f"| {r['backend']} | {r['n']:,} | cold start to /readyz 200, median | {r['median_ms']:.1f} ms (runs: {runs}) |")
@@ -139,7 +143,8 @@ def main():
     if mode == "smoke":
         labels = {r.get("label") for r in rows}
         wanted = {"ceiling", "entitlement", "entitlement_nocache", "dev_status", "admin_status_active", "admin_q_prefix",
-                  "admin_q_prefix_htmx", "admin_q_prefix_1conn", "webhook", "webhook drain", "coldstart", "seed"}
+                  "admin_q_prefix_htmx", "admin_q_prefix_1conn", "webhook", "webhook drain",
+                  "webhook refetch (rate limited)", "coldstart", "seed"}
         missing = wanted - labels
         if missing:
             print(f"smoke: scenarios that did not run: {sorted(missing)}", file=sys.stderr)

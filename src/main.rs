@@ -10,7 +10,9 @@ use msr_billing::startup::{self, Application};
 use msr_billing::telemetry;
 
 /// mimalloc instead of glibc's malloc: per-thread free lists instead of arena locks that the
-/// entitlement check's profile showed contended across the runtime's threads.
+/// entitlement check's profile showed contended across the runtime's threads. Built without
+/// transparent huge pages (`no_thp`): with them every arena it touched was resident 2 MiB at a
+/// time, which cost a third of the service's memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -318,6 +318,18 @@ impl EntitlementCache {
         }
     }
 
+    /// Makes room for `users` in all, so a fill does not grow the tables step by step (each step
+    /// leaves the old table's memory behind for a while).
+    pub fn reserve(&self, users: usize) {
+        let users = users.min(self.capacity);
+        let per_shard = users / SHARDS + users / SHARDS / 16 + 1;
+        for shard in self.shards.iter() {
+            let mut shard = lock_write(shard);
+            let more = per_shard.saturating_sub(shard.len());
+            shard.reserve(more);
+        }
+    }
+
     /// How many users (and tombstones) are held.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
@@ -354,6 +366,12 @@ pub async fn fill(cache: &EntitlementCache, pool: &sqlx::AnyPool) -> Result<usiz
     const CHUNK: i64 = 1_000;
     let mut after = String::new();
     let mut read = 0;
+    if cache.enabled() {
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(pool)
+            .await?;
+        cache.reserve(usize::try_from(users).unwrap_or(0));
+    }
     while cache.enabled() && read < cache.capacity {
         let sequence = cache.sequence();
         let now = Utc::now();

@@ -77,6 +77,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         metrics::gauge!("msr_stripe_events", "state" => name).set(n as f64);
     }
     metrics::gauge!("msr_db_pool_connections").set(f64::from(state.db.pool.size()));
+    metrics::gauge!("msr_entitlement_cache_users").set(state.cache.len() as f64);
     let body = recorder().map(PrometheusHandle::render).unwrap_or_default();
     Ok((
         [(
