@@ -270,12 +270,24 @@ impl Settings {
             .map(|raw| parse_url("STRIPE_API_BASE", &raw))
             .transpose()?;
 
+        let database_url = env
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| "sqlite://msr.db".to_owned());
+        // SQLite has one writer and the entitlement check reads from memory: four connections keep
+        // both cores busy, and each one costs a thread and a page cache.
+        let default_connections = if database_url.starts_with("sqlite:") {
+            4
+        } else {
+            10
+        };
         Ok(Settings {
-            database_url: Secret::new(
-                env.get("DATABASE_URL")
-                    .unwrap_or_else(|| "sqlite://msr.db".to_owned()),
-            ),
-            db_max_connections: parse_number(env, "MSR_DB_MAX_CONNECTIONS", 10, 1..=1000)?,
+            database_url: Secret::new(database_url),
+            db_max_connections: parse_number(
+                env,
+                "MSR_DB_MAX_CONNECTIONS",
+                default_connections,
+                1..=1000,
+            )?,
             debug,
             stripe: StripeSettings {
                 mode,

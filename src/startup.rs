@@ -244,7 +244,9 @@ async fn session_store(settings: &Settings, db: &Db) -> Result<SessionStore, Sta
                 .create_if_missing(true)
                 .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(std::time::Duration::from_secs(5));
+                .busy_timeout(std::time::Duration::from_secs(5))
+                // Sessions are a few small rows: a small page cache per connection.
+                .pragma("cache_size", "-256");
             let pool = PoolOptions::<sqlx::Sqlite>::new()
                 .max_connections(4)
                 .connect_with(options)

@@ -34,19 +34,30 @@ pub async fn search_users<'c, E: Executor<'c, Database = Any>>(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<UserRow>, sqlx::Error> {
-    let mut sql = String::from(
-        "SELECT u.id, u.email, COALESCE(e.status, 'none') AS status, e.plan, e.current_period_end, e.updated_at \
-         FROM users u LEFT JOIN entitlements e ON e.user_id = u.id WHERE u.id > $1",
-    );
-    if !prefix.is_empty() {
-        sql.push_str(" AND ((u.id >= $2 AND u.id < $3) OR (u.email >= $4 AND u.email < $5))");
-    }
-    match status {
-        Some("none") => sql.push_str(" AND e.user_id IS NULL"),
-        Some(_) => sql.push_str(" AND e.status = $6"),
-        None => {}
-    }
-    sql.push_str(" ORDER BY u.id LIMIT $7");
+    let matching = if prefix.is_empty() {
+        ""
+    } else {
+        " AND ((u.id >= $2 AND u.id < $3) OR (u.email >= $4 AND u.email < $5))"
+    };
+    let sql = match status {
+        // Without a status filter the page is cut from the users alone, then joined: a prefix that
+        // matches thousands of users joins 50 of them, not all.
+        None => format!(
+            "SELECT u.id, u.email, COALESCE(e.status, 'none') AS status, e.plan, e.current_period_end, e.updated_at \
+             FROM (SELECT u.id, u.email FROM users u WHERE u.id > $1{matching} ORDER BY u.id LIMIT $7) u \
+             LEFT JOIN entitlements e ON e.user_id = u.id ORDER BY u.id"
+        ),
+        Some(status) => format!(
+            "SELECT u.id, u.email, COALESCE(e.status, 'none') AS status, e.plan, e.current_period_end, e.updated_at \
+             FROM users u LEFT JOIN entitlements e ON e.user_id = u.id WHERE u.id > $1{matching}{} \
+             ORDER BY u.id LIMIT $7",
+            if status == "none" {
+                " AND e.user_id IS NULL"
+            } else {
+                " AND e.status = $6"
+            }
+        ),
+    };
     // Unused parameters are still bound so the numbering stays fixed; both databases allow that.
     let lower = prefix.to_lowercase();
     let rows = sqlx::query(&sql)
