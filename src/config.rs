@@ -342,7 +342,7 @@ impl Settings {
             header_timeout: parse_duration_var(env, "MSR_HEADER_TIMEOUT", Duration::seconds(10))?,
             event_retention: parse_duration_var(env, "MSR_EVENT_RETENTION", Duration::days(90))?,
             cache_capacity: parse_number(env, "MSR_CACHE_CAPACITY", 1_000_000, 0..=100_000_000)?,
-            cache_ttl: parse_duration_var(env, "MSR_CACHE_TTL", Duration::seconds(60))?,
+            cache_ttl: parse_duration_var(env, "MSR_CACHE_TTL", Duration::seconds(120))?,
             static_dir: env
                 .get("MSR_STATIC_DIR")
                 .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned()),
