@@ -89,35 +89,11 @@ pub fn router(state: AppState) -> Router {
     // The entitlement check and Stripe's webhook: a lean lane (see `middleware::lane`), no
     // sessions; both are called by machines, at the highest rates.
     let lane = api::entitlement::router().merge(webhook::router()).layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(
-                request_id.clone(),
-                middleware::MakeId,
-            ))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(middleware::make_span)
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            )
-            .layer(PropagateRequestIdLayer::new(request_id.clone()))
-            .layer(axum::middleware::from_fn_with_state(
-                middleware::Lane { https, timeout },
-                middleware::lane,
-            )),
+        axum::middleware::from_fn_with_state(middleware::Lane { https, timeout }, middleware::lane),
     );
     with_sessions(app, &state)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(
-                    request_id.clone(),
-                    middleware::MakeId,
-                ))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(middleware::make_span)
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
-                )
-                .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(middleware::remember_span))
                 .layer(axum::middleware::from_fn(middleware::log_errors))
                 .layer(axum::middleware::from_fn_with_state(
@@ -130,6 +106,20 @@ pub fn router(state: AppState) -> Router {
                 )),
         )
         .merge(lane)
+        // Every route, both lanes: a request id (the caller's, or a new one) and the request's span.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    middleware::MakeId,
+                ))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(middleware::make_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id)),
+        )
         .with_state(state)
 }
 
