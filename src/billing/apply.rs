@@ -527,7 +527,7 @@ async fn write_snapshot(
 }
 
 /// What [`write_snapshot_in`] did inside its caller's transaction.
-pub enum Written {
+enum Written {
     /// The event's outcome; the user whose entitlement may have changed (evict after commit).
     Done(EventState, Option<UserId>),
     /// Another event of the same second was applied: nothing written, re-fetch from Stripe.
