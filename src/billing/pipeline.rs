@@ -180,8 +180,7 @@ async fn recorder(state: AppState, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
         let rows: Vec<_> = batch.iter().map(|job| job.prepared.row()).collect();
         let result = {
             let _gate = state.pipeline.gate(&state).await;
-            let started = std::time::Instant::now();
-            let _timing = Timing("record", batch.len(), started);
+            let _timing = Timing("record", batch.len(), std::time::Instant::now());
             db::events::record_many(
                 &state.db.pool,
                 state.db.backend,

@@ -75,6 +75,15 @@ fn from_row(row: &AnyRow) -> Result<StoredSubscription, sqlx::Error> {
     })
 }
 
+/// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose write transactions hold the one writer.
+fn row_lock(backend: super::Backend) -> &'static str {
+    if backend == super::Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
 /// The stored subscription with that id. On PostgreSQL the row is locked until the transaction ends,
 /// so writes to one subscription are serialised (SQLite transactions here are single-writer already).
 pub async fn find_for_update(
@@ -82,11 +91,7 @@ pub async fn find_for_update(
     backend: super::Backend,
     id: &str,
 ) -> Result<Option<StoredSubscription>, sqlx::Error> {
-    let lock = if backend == super::Backend::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = row_lock(backend);
     sqlx::query(&format!(
         "SELECT {COLUMNS} FROM subscriptions WHERE id = $1{lock}"
     ))
@@ -240,11 +245,7 @@ pub async fn find_many_for_update(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let lock = if backend == super::Backend::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = row_lock(backend);
     let sql = format!(
         "SELECT {COLUMNS} FROM subscriptions WHERE id IN ({}) ORDER BY id{lock}",
         super::placeholders(1, ids.len())

@@ -95,6 +95,11 @@ pub async fn limit_body(State(limit): State<usize>, request: Request, next: Next
 
 /// Ends a request that takes longer than the configured timeout with a 503 envelope.
 pub async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    within(limit, request, next).await
+}
+
+/// Runs the rest of the stack, or answers the 503 envelope once `limit` has passed.
+async fn within(limit: Duration, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => AppError::Timeout.into_response(),
@@ -110,10 +115,10 @@ pub struct Lane {
     pub timeout: Duration,
 }
 
-/// The lane of the entitlement check and the webhook: everything the other layers do for them (the span other layers
-/// read, the timeout, error logging, security headers, request metrics) in one middleware, and no
-/// session or HTML error handling, which a service calling with `X-User-Id` never uses. The check
-/// runs in front of every paid request of the platform; each boxed layer it skips is measurable.
+/// The lane of the entitlement check and the webhook: everything the other layers do for them (the
+/// span other layers read, the timeout, error logging, security headers, request metrics) in one
+/// middleware, and no session or HTML error handling, which machines calling them never use. The
+/// check runs in front of every paid request of the platform; each boxed layer it skips counts.
 pub async fn lane(State(lane): State<Lane>, mut request: Request, next: Next) -> Response {
     request
         .extensions_mut()
@@ -121,10 +126,7 @@ pub async fn lane(State(lane): State<Lane>, mut request: Request, next: Next) ->
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let started = std::time::Instant::now();
-    let mut response = match tokio::time::timeout(lane.timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => AppError::Timeout.into_response(),
-    };
+    let mut response = within(lane.timeout, request, next).await;
     log_cause(&response);
     super::security::add(response.headers_mut(), false, lane.https);
     super::ops::record_request(
