@@ -82,6 +82,8 @@ struct StripeSimArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     purge_freed_memory_at_once();
+    // Listening from the first moment, so a SIGTERM never meets the default action (see there).
+    let stop = startup::shutdown_signal();
     let cli = Cli::parse();
     // The simulator needs none of the service's configuration.
     if let Some(Command::StripeSim(args)) = cli.command {
@@ -94,7 +96,7 @@ async fn main() -> ExitCode {
             public_url: args.public_url,
             plans_file: args.plans_file,
         };
-        return match msr_stripe_sim::run_standalone(options).await {
+        return match msr_stripe_sim::run_standalone(options, stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("msr-billing stripe-sim: {e}");
@@ -113,7 +115,7 @@ async fn main() -> ExitCode {
     telemetry::init_to(settings.log_format, !matches!(command, Command::Serve));
     if let Command::Serve = command {
         return match Application::build(settings).await {
-            Ok(app) => match app.run_until_stopped().await {
+            Ok(app) => match app.run_until(stop).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "server failed");

@@ -81,11 +81,6 @@ impl Application {
         crate::web::router(self.state.clone())
     }
 
-    /// Serves until SIGTERM or Ctrl-C, letting in-flight requests finish.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.run_until(shutdown_signal()).await
-    }
-
     /// Serves until `stop` completes, letting in-flight requests finish. The background worker runs
     /// beside the server.
     ///
@@ -395,26 +390,43 @@ fn announce(settings: &Settings, db: &Db) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves at the first SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this is
+/// called, not when the future is first polled: a signal that came between the port being logged
+/// and the accept loop's first turn would otherwise take the default action and kill the process
+/// instead of stopping it gracefully (a supervisor, or a test, may send it that early). Call it
+/// first thing in `main` and pass it on.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (terminate, interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            received(signal(SignalKind::terminate()), "SIGTERM"),
+            received(signal(SignalKind::interrupt()), "SIGINT"),
+        )
     };
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    let (terminate, interrupt) = (std::future::pending::<()>(), async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    async move {
+        tokio::select! {
+            () = terminate => {},
+            () = interrupt => {},
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Waits for a signal already listened for; if it could not be (no signal driver), never.
+#[cfg(unix)]
+async fn received(listening: std::io::Result<tokio::signal::unix::Signal>, name: &'static str) {
+    match listening {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, signal = name, "cannot listen for the signal");
+            std::future::pending::<()>().await
+        }
+    }
 }

@@ -36,10 +36,14 @@ impl Default for StandaloneOptions {
     }
 }
 
-/// Serves the simulator until Ctrl-C or SIGTERM, logging its base URL (and the
-/// webhook secret if it made one up). Fails if the address cannot be bound or the plans
-/// file cannot be read.
-pub async fn run_standalone(opts: StandaloneOptions) -> std::io::Result<()> {
+/// Serves the simulator until `stop` completes (the binary passes its SIGTERM and Ctrl-C
+/// future), logging its base URL (and the webhook secret if it made one up), then lets
+/// requests in flight finish. Fails if the address cannot be bound or the plans file cannot
+/// be read.
+pub async fn run_standalone(
+    opts: StandaloneOptions,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     if let Some(path) = &opts.plans_file {
         // Checked here so a typo stops the process instead of being logged and skipped.
         crate::PlanSeed::load(path)?;
@@ -73,35 +77,8 @@ pub async fn run_standalone(opts: StandaloneOptions) -> std::io::Result<()> {
         "stripe simulator listening; use any sk_test_ key"
     );
     axum::serve(listener, sim.router())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await?;
     tracing::info!("stripe simulator stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

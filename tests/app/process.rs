@@ -66,8 +66,14 @@ fn a_live_key_with_debug_names_both_variables() {
     );
 }
 
-#[test]
-fn a_bare_start_serves_on_sqlite_in_demo_mode_and_stops_on_sigterm() {
+/// A bare start in a fresh directory, its standard output read line by line on a thread.
+struct Started {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+fn start_bare() -> Started {
     let dir = tempfile::tempdir().unwrap();
     let mut child = binary()
         .current_dir(dir.path())
@@ -77,16 +83,26 @@ fn a_bare_start_serves_on_sqlite_in_demo_mode_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
+    Started { dir, child, lines }
+}
+
+#[test]
+fn a_bare_start_serves_on_sqlite_in_demo_mode_and_stops_on_sigterm() {
+    let Started {
+        dir,
+        mut child,
+        lines,
+    } = start_bare();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut log = Vec::new();
     let port = loop {
-        let line = rx
+        let line = lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("server logs its port");
         log.push(line.clone());
@@ -113,6 +129,39 @@ fn a_bare_start_serves_on_sqlite_in_demo_mode_and_stops_on_sigterm() {
     unsafe_kill_term(child.id());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// A SIGTERM that comes while the service is still starting (here: as soon as it logs its
+/// first line, while it migrates) stops it cleanly once it is up, instead of killing it with the
+/// signal's default action. Before the handlers were installed first thing, this died of
+/// signal 15, and so, now and then under load, did the test above.
+#[test]
+fn a_sigterm_during_start_up_stops_the_service_cleanly() {
+    let Started {
+        dir: _dir,
+        mut child,
+        lines,
+    } = start_bare();
+    let first = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the service logs while it starts");
+    unsafe_kill_term(child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(
+        status.success(),
+        "{status:?}; first line {first}; then {rest:?}"
+    );
 }
 
 fn unsafe_kill_term(pid: u32) {

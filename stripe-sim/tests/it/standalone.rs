@@ -17,12 +17,18 @@ fn free_port() -> u16 {
 async fn the_standalone_simulator_serves_any_test_key_and_delivers_signed_webhooks() {
     let receiver = Receiver::start().await;
     let port = free_port();
-    let task = tokio::spawn(run_standalone(StandaloneOptions {
-        port,
-        webhook_url: Some(receiver.url.clone()),
-        webhook_secret: Some(SECRET.into()),
-        ..StandaloneOptions::default()
-    }));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_standalone(
+        StandaloneOptions {
+            port,
+            webhook_url: Some(receiver.url.clone()),
+            webhook_secret: Some(SECRET.into()),
+            ..StandaloneOptions::default()
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let base = format!("http://127.0.0.1:{port}");
     let http = http();
     let mut created: Option<Value> = None;
@@ -62,5 +68,10 @@ async fn the_standalone_simulator_serves_any_test_key_and_delivers_signed_webhoo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(receiver.valid_types(), vec!["customer.created".to_string()]);
-    task.abort();
+    stop.send(()).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+    assert!(
+        matches!(ended, Ok(Ok(Ok(())))),
+        "the simulator stops cleanly when told to: {ended:?}"
+    );
 }
