@@ -95,7 +95,9 @@ fn one_c_heap() {
 fn one_c_heap() {}
 
 fn main() -> ExitCode {
+    // Both allocators are set up before the runtime starts its threads.
     one_c_heap();
+    purge_freed_memory_at_once();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,7 +111,6 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    purge_freed_memory_at_once();
     // Listening from the first moment, so a SIGTERM never meets the default action (see there).
     let stop = startup::shutdown_signal();
     let cli = Cli::parse();

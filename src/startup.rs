@@ -390,8 +390,8 @@ fn announce(settings: &Settings, db: &Db) {
     }
 }
 
-/// Resolves at the first SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this is
-/// called, not when the future is first polled: a signal that came between the port being logged
+/// Resolves at the first SIGTERM or Ctrl-C (SIGINT). On Unix the handlers are installed when this
+/// is called, not when the future is first polled: a signal that came between the port being logged
 /// and the accept loop's first turn would otherwise take the default action and kill the process
 /// instead of stopping it gracefully (a supervisor, or a test, may send it that early). Call it
 /// first thing in `main` and pass it on.
