@@ -70,7 +70,7 @@ def main():
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         owners = list(pool.map(owner, range(a.count)))
     if not a.no_limit:
-        call(f"{a.sim}/_sim/faults", body=json.dumps({"kind": "rate_limit", "on": True}).encode(),
+        call(f"{a.sim}/_sim/faults", key=a.key, body=json.dumps({"kind": "rate_limit", "on": True}).encode(),
              headers={"Content-Type": "application/json"})
 
     def deliver(i):
@@ -94,7 +94,7 @@ def main():
         codes = list(pool.map(deliver, range(a.count)))
     sent = time.time() - started
     if not a.no_limit:
-        call(f"{a.sim}/_sim/faults", body=json.dumps({"kind": "rate_limit", "on": False}).encode(),
+        call(f"{a.sim}/_sim/faults", key=a.key, body=json.dumps({"kind": "rate_limit", "on": False}).encode(),
              headers={"Content-Type": "application/json"})
     errors = sum(1 for c in codes if c != 200)
     print(json.dumps({"scenario": "webhook_refetch", "label": "webhook refetch" + (" (no limit)" if a.no_limit else " (rate limited)"),

@@ -40,6 +40,15 @@ pub enum TokenError {
     /// Used before.
     #[error("the sign-in link was already used; sign in again from the app")]
     Replayed,
+    /// The token's `nonce` is not the one this browser was given when it asked to sign in: the
+    /// link was made for another browser (login CSRF), or the sign-in took too long.
+    #[error(
+        "the sign-in link was made for another browser, or has waited too long; sign in again from this browser"
+    )]
+    NonceMismatch,
+    /// The token carries no `nonce` and this server requires one (`MSR_AUTH_REQUIRE_NONCE`).
+    #[error("the sign-in link is not bound to this browser; sign in again from the app")]
+    NonceMissing,
 }
 
 /// A verified hand-off.
@@ -55,6 +64,8 @@ pub struct Handoff {
     pub jti: String,
     /// Expiry, unix seconds.
     pub exp: i64,
+    /// The `state` this browser was given at `/auth/signin`, echoed by the Auth service.
+    pub nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +84,8 @@ struct Claims {
     role: Option<String>,
     #[serde(default)]
     jti: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 fn part<T: for<'de> Deserialize<'de>>(raw: &str) -> Result<T, TokenError> {
@@ -110,13 +123,19 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Handoff, TokenErro
         return Err(TokenError::BadSignature);
     }
     let claims: Claims = part(p).map_err(|_| TokenError::InvalidClaims)?;
-    if claims.exp + LEEWAY_SECS <= now {
+    // Every claim is the caller's: checked arithmetic, so `exp` or `iat` near the ends of `i64`
+    // are refused instead of overflowing.
+    if claims.exp.saturating_add(LEEWAY_SECS) <= now {
         return Err(TokenError::Expired);
     }
     let issued = claims.iat.unwrap_or(now);
-    if claims.exp - now > MAX_LIFETIME_SECS + LEEWAY_SECS
-        || claims.exp - issued > MAX_LIFETIME_SECS + LEEWAY_SECS
-    {
+    let too_long = |from: i64| {
+        claims
+            .exp
+            .checked_sub(from)
+            .is_none_or(|life| life > MAX_LIFETIME_SECS + LEEWAY_SECS)
+    };
+    if too_long(now) || too_long(issued) {
         return Err(TokenError::TooLongLived);
     }
     let user_id = UserId::parse(&claims.sub).map_err(|_| TokenError::InvalidClaims)?;
@@ -132,6 +151,7 @@ pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Handoff, TokenErro
         admin: claims.role.as_deref() == Some("admin"),
         jti,
         exp: claims.exp,
+        nonce: claims.nonce.filter(|n| !n.is_empty()),
     })
 }
 
@@ -204,6 +224,31 @@ mod tests {
         let mut tampered = token(60);
         tampered.insert(tampered.find('.').unwrap() + 2, 'x');
         assert!(verify(&tampered, SECRET, NOW).is_err());
+    }
+
+    #[test]
+    fn times_at_the_ends_of_i64_are_refused_without_overflow() {
+        let cases = [
+            (
+                json!({"sub": "u", "email": "u@example.com", "exp": i64::MAX}),
+                TokenError::TooLongLived,
+            ),
+            (
+                json!({"sub": "u", "email": "u@example.com", "exp": i64::MIN}),
+                TokenError::Expired,
+            ),
+            (
+                json!({"sub": "u", "email": "u@example.com", "exp": NOW + 60, "iat": i64::MIN}),
+                TokenError::TooLongLived,
+            ),
+        ];
+        for (claims, expected) in cases {
+            assert_eq!(
+                verify(&sign(&claims, SECRET), SECRET, NOW),
+                Err(expected),
+                "{claims}"
+            );
+        }
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub struct StripeSettings {
     pub price_weekly: Option<String>,
     /// Price of the monthly plan.
     pub price_monthly: Option<String>,
+    /// In demo mode, the key of the embedded simulator (made up at start; its API and controls
+    /// take no other).
+    pub simulator_key: Option<Secret>,
 }
 
 /// Everything the service reads from its environment.
@@ -105,7 +108,10 @@ pub struct Settings {
     /// Most connections the pool opens (`MSR_DB_MAX_CONNECTIONS`).
     pub db_max_connections: u32,
     /// `MSR_DEBUG`: dev routes on, X-User-Id accepted without the internal key when none is set.
+    /// Unset, it is on only without a Stripe key and on a loopback listen address.
     pub debug: bool,
+    /// Debug stayed off only because the listen address is not loopback (start-up says so).
+    pub debug_default_refused: bool,
     /// Stripe.
     pub stripe: StripeSettings,
     /// The public base URL of this service (`MSR_PUBLIC_URL`).
@@ -139,6 +145,12 @@ pub struct Settings {
     /// `MSR_AUTH_SECRET`: the HS256 key of the Auth service's sign-in hand-off tokens. Without it the
     /// hand-off is refused (in debug mode the dev sign-in form still works).
     pub auth_secret: Option<Secret>,
+    /// `MSR_AUTH_REQUIRE_NONCE`: a hand-off token must carry the `nonce` this browser was given at
+    /// `/auth/signin` (default: true unless debug).
+    pub auth_require_nonce: bool,
+    /// `MSR_AUTH_SIGNIN_URL`: the Auth service's sign-in page; `/auth/signin` links there with
+    /// `state` (the nonce) and `redirect_uri` (our `/auth/handoff`).
+    pub auth_signin_url: Option<Url>,
     /// `MSR_ADMIN_USER_IDS`: users who may see the admin pages (besides `role=admin` hand-offs).
     pub admin_user_ids: Vec<crate::domain::UserId>,
     /// `MSR_SESSION_IDLE`: a browser session ends after this long without a request.
@@ -147,6 +159,11 @@ pub struct Settings {
     pub static_dir: String,
     /// `MSR_HEADER_TIMEOUT`: how long a client may take to send its request headers (slow-loris).
     pub header_timeout: Duration,
+    /// `MSR_IDLE_TIMEOUT`: a connection (HTTP/1 keep-alive or HTTP/2) with no request in flight for
+    /// this long is closed.
+    pub idle_timeout: Duration,
+    /// `MSR_MAX_CONNECTIONS`: most connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// `MSR_EVENT_RETENTION`: raw event payloads hold personal data; after this long a finished
     /// event is reduced to its id, type and outcome.
     pub event_retention: Duration,
@@ -206,12 +223,22 @@ impl Settings {
                 ));
             }
         }
+        let listen_addr = env
+            .get("MSR_LISTEN_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+        check_listen_addr(&listen_addr)?;
+        let loopback = is_loopback(&listen_addr);
+        // The zero-set-up demo is for a laptop: without a Stripe key debug turns on by itself only
+        // on a loopback address. A server whose Stripe secret failed to mount must not serve
+        // `/dev` and every user's e-mail to whoever reaches it.
         let debug = match env.get("MSR_DEBUG") {
-            None => api_key.is_none(),
+            None => api_key.is_none() && loopback,
             Some(raw) => parse_bool(&raw).ok_or_else(|| {
                 ConfigError::new("MSR_DEBUG", format!("must be true or false, got {raw:?}"))
             })?,
         };
+        let debug_default_refused =
+            api_key.is_none() && !loopback && env.get("MSR_DEBUG").is_none();
         let mode = match api_key {
             Some(api_key) => StripeMode::Remote { api_key },
             None if debug => StripeMode::Simulated,
@@ -224,18 +251,20 @@ impl Settings {
             ));
         }
         let mode_is_live = mode.is_live();
-        let internal_api_key = env.get("MSR_INTERNAL_API_KEY").map(Secret::new);
+        let internal_api_key = long_secret(env, "MSR_INTERNAL_API_KEY")?;
         if !debug && internal_api_key.is_none() {
-            return Err(ConfigError::new(
-                "MSR_INTERNAL_API_KEY",
-                "must be set when MSR_DEBUG is false: without it anyone who reaches the port could forge X-User-Id",
-            ));
+            let why = if debug_default_refused {
+                format!(
+                    "must be set: debug mode is off because MSR_LISTEN_ADDR {listen_addr} is not a \
+                     loopback address (set MSR_DEBUG=true to run the demo there)"
+                )
+            } else {
+                "must be set when MSR_DEBUG is false: without it anyone who reaches the port could \
+                 forge X-User-Id"
+                    .to_owned()
+            };
+            return Err(ConfigError::new("MSR_INTERNAL_API_KEY", why));
         }
-
-        let listen_addr = env
-            .get("MSR_LISTEN_ADDR")
-            .unwrap_or_else(|| "127.0.0.1:8000".to_owned());
-        check_listen_addr(&listen_addr)?;
         let public_url = match env.get("MSR_PUBLIC_URL") {
             Some(raw) => parse_url("MSR_PUBLIC_URL", &raw)?,
             None => {
@@ -289,12 +318,14 @@ impl Settings {
                 1..=1000,
             )?,
             debug,
+            debug_default_refused,
             stripe: StripeSettings {
                 mode,
                 api_base,
                 webhook_secrets,
                 price_weekly: env.get("STRIPE_PRICE_WEEKLY"),
                 price_monthly: env.get("STRIPE_PRICE_MONTHLY"),
+                simulator_key: None,
             },
             frontend_return_url: url_or(
                 "FRONTEND_RETURN_URL",
@@ -322,7 +353,20 @@ impl Settings {
                 Duration::minutes(5),
             )?,
             event_max_attempts: parse_number(env, "MSR_EVENT_MAX_ATTEMPTS", 8, 1..=100)?,
-            auth_secret: env.get("MSR_AUTH_SECRET").map(Secret::new),
+            auth_secret: long_secret(env, "MSR_AUTH_SECRET")?,
+            auth_require_nonce: match env.get("MSR_AUTH_REQUIRE_NONCE") {
+                None => !debug,
+                Some(raw) => parse_bool(&raw).ok_or_else(|| {
+                    ConfigError::new(
+                        "MSR_AUTH_REQUIRE_NONCE",
+                        format!("must be true or false, got {raw:?}"),
+                    )
+                })?,
+            },
+            auth_signin_url: env
+                .get("MSR_AUTH_SIGNIN_URL")
+                .map(|raw| parse_url("MSR_AUTH_SIGNIN_URL", &raw))
+                .transpose()?,
             admin_user_ids: env
                 .get("MSR_ADMIN_USER_IDS")
                 .map(|raw| {
@@ -340,6 +384,8 @@ impl Settings {
                 .unwrap_or_default(),
             session_idle: parse_duration_var(env, "MSR_SESSION_IDLE", Duration::hours(12))?,
             header_timeout: parse_duration_var(env, "MSR_HEADER_TIMEOUT", Duration::seconds(10))?,
+            idle_timeout: parse_duration_var(env, "MSR_IDLE_TIMEOUT", Duration::seconds(60))?,
+            max_connections: parse_number(env, "MSR_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
             event_retention: parse_duration_var(env, "MSR_EVENT_RETENTION", Duration::days(90))?,
             cache_capacity: parse_number(env, "MSR_CACHE_CAPACITY", 1_000_000, 0..=100_000_000)?,
             cache_ttl: parse_duration_var(env, "MSR_CACHE_TTL", Duration::seconds(120))?,
@@ -358,6 +404,34 @@ impl Settings {
             },
         })
     }
+}
+
+/// The shortest shared secret accepted (`MSR_AUTH_SECRET`, `MSR_INTERNAL_API_KEY`): an HS256 key or
+/// a bearer key shorter than 32 bytes can be guessed or brute-forced offline.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+fn long_secret(env: &dyn Source, var: &str) -> Result<Option<Secret>, ConfigError> {
+    match env.get(var) {
+        Some(raw) if raw.len() < MIN_SECRET_BYTES => Err(ConfigError::new(
+            var,
+            format!(
+                "must be at least {MIN_SECRET_BYTES} bytes long (generate one with `openssl rand -hex 32`)"
+            ),
+        )),
+        other => Ok(other.map(Secret::new)),
+    }
+}
+
+/// Whether a `host:port` listens only on this machine: `127.0.0.0/8`, `::1` or `localhost`.
+pub fn is_loopback(listen_addr: &str) -> bool {
+    let host = listen_addr
+        .rsplit_once(':')
+        .map_or(listen_addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_bool(raw: &str) -> Option<bool> {
@@ -492,10 +566,63 @@ mod tests {
         assert_eq!(err.var, "MSR_INTERNAL_API_KEY");
         let s = Settings::from_source(&env(&[
             ("STRIPE_API_KEY", "sk_test_1"),
-            ("MSR_INTERNAL_API_KEY", "k"),
+            ("MSR_INTERNAL_API_KEY", LONG_KEY),
         ]))
         .unwrap();
         assert!(!s.debug);
+    }
+
+    const LONG_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn without_a_stripe_key_debug_turns_itself_on_only_on_a_loopback_address() {
+        for addr in [
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "localhost:8000",
+            "127.0.0.2:80",
+        ] {
+            let s = Settings::from_source(&env(&[("MSR_LISTEN_ADDR", addr)])).unwrap();
+            assert!(s.debug, "{addr}");
+            assert!(!s.debug_default_refused, "{addr}");
+        }
+        for addr in [
+            "0.0.0.0:8000",
+            "[::]:8000",
+            "10.0.0.5:8000",
+            "billing.internal:8000",
+        ] {
+            // Without the internal key a server refuses to start, and says why debug is off.
+            let err = Settings::from_source(&env(&[("MSR_LISTEN_ADDR", addr)])).unwrap_err();
+            assert_eq!(err.var, "MSR_INTERNAL_API_KEY", "{addr}");
+            assert!(err.message.contains("not a loopback"), "{addr}: {err}");
+            let s = Settings::from_source(&env(&[
+                ("MSR_LISTEN_ADDR", addr),
+                ("MSR_INTERNAL_API_KEY", LONG_KEY),
+            ]))
+            .unwrap();
+            assert!(!s.debug, "{addr}");
+            assert!(s.debug_default_refused, "{addr}");
+            assert_eq!(s.stripe.mode, StripeMode::Disabled, "{addr}");
+            // Asked for explicitly, the demo runs anywhere.
+            let s =
+                Settings::from_source(&env(&[("MSR_LISTEN_ADDR", addr), ("MSR_DEBUG", "true")]))
+                    .unwrap();
+            assert!(s.debug && !s.debug_default_refused, "{addr}");
+        }
+    }
+
+    #[test]
+    fn shared_secrets_shorter_than_32_bytes_are_refused_by_name_without_their_value() {
+        for var in ["MSR_AUTH_SECRET", "MSR_INTERNAL_API_KEY"] {
+            let short = "short-secret-31-bytes-long-xxxx";
+            assert_eq!(short.len(), 31);
+            let err = Settings::from_source(&env(&[(var, short)])).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(!err.to_string().contains(short), "{err}");
+            let s = Settings::from_source(&env(&[(var, &format!("{short}y"))]));
+            assert!(s.is_ok(), "{var}: {s:?}");
+        }
     }
 
     #[test]
@@ -550,7 +677,10 @@ mod tests {
     fn secrets_do_not_show_in_debug_output() {
         let s = Settings::from_source(&env(&[
             ("STRIPE_API_KEY", "sk_test_supersecret"),
-            ("MSR_INTERNAL_API_KEY", "internal-secret"),
+            (
+                "MSR_INTERNAL_API_KEY",
+                "internal-secret-0123456789abcdef0123",
+            ),
             ("STRIPE_WEBHOOK_SECRET", "whsec_a,whsec_b"),
             ("DATABASE_URL", "postgres://u:pw-secret@h/db"),
         ]))

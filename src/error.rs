@@ -55,13 +55,21 @@ pub enum AppError {
     /// The body is not of a type the route reads (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too many calls of this kind from this caller (429, with `Retry-After`).
+    #[error("too many requests; try again in {retry_after_secs} s")]
+    TooManyRequests {
+        /// Seconds until the next call is allowed.
+        retry_after_secs: u64,
+    },
     /// The database does not answer (503).
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
     /// The request took longer than the configured timeout (503).
     #[error("the request took too long")]
     Timeout,
-    /// Stripe failed, refused or was too slow (502).
+    /// Stripe failed, refused or was too slow (502). The text is the cause, for the log: Stripe's
+    /// own error text can name objects and parameters, so the client gets our message instead
+    /// ([`AppError::stripe_message`]).
     #[error("{0}")]
     Stripe(String),
     /// Stripe is not configured on this instance (503).
@@ -87,6 +95,7 @@ impl AppError {
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::DatabaseUnavailable(_)
             | AppError::Timeout
             | AppError::StripeNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
@@ -108,6 +117,7 @@ impl AppError {
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::TooManyRequests { .. } => "rate_limited",
             AppError::DatabaseUnavailable(_) => "database_unavailable",
             AppError::Timeout => "timeout",
             AppError::Stripe(_) => "stripe_error",
@@ -115,6 +125,10 @@ impl AppError {
             AppError::Internal(_) => "internal_error",
         }
     }
+
+    /// What a client is told of any Stripe failure (the cause goes to the log).
+    pub const STRIPE_MESSAGE: &'static str =
+        "Stripe failed or did not answer in time; nothing was charged, try again";
 
     /// A 422 with a code and message.
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
@@ -126,17 +140,16 @@ impl AppError {
 }
 
 impl From<crate::stripe::StripeCallError> for AppError {
-    /// Whatever went wrong at Stripe is a 502 for our caller; the message says what, never a secret.
+    /// Whatever went wrong at Stripe is a 502 for our caller; the cause (Stripe's own text) is
+    /// logged, never sent.
     fn from(e: crate::stripe::StripeCallError) -> Self {
         use crate::stripe::StripeCallError as E;
         AppError::Stripe(match e {
-            E::Unreachable(_) => {
-                "Stripe did not answer in time; nothing was charged, try again".to_owned()
-            }
+            E::Unreachable(cause) => format!("Stripe unreachable: {cause}"),
             E::Api {
                 status, message, ..
             } => format!("Stripe refused the request ({status}): {message}"),
-            E::Parse(_) => "Stripe's answer could not be read; try again".to_owned(),
+            E::Parse(cause) => format!("Stripe's answer could not be read: {cause}"),
         })
     }
 }
@@ -195,7 +208,7 @@ impl IntoResponse for AppError {
             match &self {
                 AppError::DatabaseUnavailable(_) => "the database is unavailable; try again shortly".to_owned(),
                 AppError::Timeout => "the request took too long; try again".to_owned(),
-                AppError::Stripe(m) => m.clone(),
+                AppError::Stripe(_) => AppError::STRIPE_MESSAGE.to_owned(),
                 AppError::StripeNotConfigured => self.to_string(),
                 _ => "internal error; the request id in the x-request-id header identifies it in the logs".to_owned(),
             }
@@ -209,6 +222,12 @@ impl IntoResponse for AppError {
         };
         let body = Json(json!({"error": {"code": self.code(), "message": &message}}));
         let mut response = (status, body).into_response();
+        if let AppError::TooManyRequests { retry_after_secs } = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after_secs),
+            );
+        }
         response.extensions_mut().insert(ErrorCause(cause));
         response.extensions_mut().insert(PublicError {
             code: self.code(),

@@ -93,7 +93,6 @@ impl Application {
     ) -> std::io::Result<()> {
         use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
         use hyper_util::server::conn::auto::Builder;
-        use hyper_util::server::graceful::GracefulShutdown;
         use tower::ServiceExt;
 
         crate::billing::worker::spawn(self.state.clone());
@@ -126,19 +125,42 @@ impl Application {
             .header_timeout
             .to_std()
             .unwrap_or(std::time::Duration::from_secs(10));
+        let idle_limit = self
+            .state
+            .settings
+            .idle_timeout
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(60))
+            .max(std::time::Duration::from_secs(1));
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .max_buf_size(MAX_HEADER_BYTES);
+        // HTTP/2 connections are pinged while open, so a peer that vanished is noticed; one that
+        // stays but sends nothing is closed by the idle limit below, like an HTTP/1 keep-alive one.
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(MAX_HEADER_BYTES as u32);
-        let graceful = GracefulShutdown::new();
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .keep_alive_interval(Some(H2_PING_EVERY))
+            .keep_alive_timeout(H2_PING_TIMEOUT);
+        // One permit a connection: at the cap, accepting waits (the kernel's backlog holds the
+        // rest), and shutdown waits until every permit is back.
+        let max_connections = self.state.settings.max_connections;
+        let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
+        let (stopping, _) = tokio::sync::watch::channel(false);
         let mut stop = std::pin::pin!(stop);
         loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = &mut stop => break,
+            };
             let (stream, _) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(conn) => conn,
@@ -151,24 +173,55 @@ impl Application {
                 },
                 () = &mut stop => break,
             };
+            let activity = Arc::new(Activity::default());
             let router = router.clone();
-            let service = hyper::service::service_fn(
-                move |request: hyper::Request<hyper::body::Incoming>| {
-                    router.clone().oneshot(request.map(axum::body::Body::new))
-                },
-            );
+            let service = {
+                let activity = activity.clone();
+                hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let busy = Busy::new(activity.clone());
+                    let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+                    async move {
+                        let response = answer.await;
+                        drop(busy);
+                        response
+                    }
+                })
+            };
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();
-            let connection = graceful.watch(connection);
+            let mut stopping = stopping.subscribe();
             tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                let mut connection = std::pin::pin!(connection);
+                let mut closing = false;
+                let mut idle_check = tokio::time::interval(idle_limit / 4);
+                loop {
+                    tokio::select! {
+                        ended = connection.as_mut() => {
+                            if let Err(e) = ended {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                            break;
+                        }
+                        _ = stopping.changed(), if !closing => {
+                            closing = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                        _ = idle_check.tick(), if !closing => {
+                            if activity.idle_for() >= idle_limit {
+                                tracing::debug!("closing an idle connection");
+                                closing = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                        }
+                    }
                 }
+                drop(permit);
             });
         }
         drop(self.listener);
         tracing::info!("shutting down: waiting for in-flight requests");
+        let _ = stopping.send(true);
         let limit = self
             .state
             .settings
@@ -176,10 +229,8 @@ impl Application {
             .to_std()
             .unwrap_or(std::time::Duration::from_secs(30))
             + std::time::Duration::from_secs(5);
-        if tokio::time::timeout(limit, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let all_back = permits.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
+        if tokio::time::timeout(limit, all_back).await.is_err() {
             tracing::warn!("some connections did not finish in time; closing them");
         }
         Ok(())
@@ -217,6 +268,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         price_cache: Arc::default(),
         cache,
         admin_counts: Arc::default(),
+        limits: Arc::default(),
         pipeline: Arc::default(),
         sessions,
         wake: Arc::default(),
@@ -279,6 +331,63 @@ fn fix_port_zero(settings: &mut Settings, port: u16) {
     }
 }
 
+/// Most requests one HTTP/2 connection may have in flight.
+const H2_MAX_STREAMS: u32 = 100;
+/// How often an open HTTP/2 connection is pinged, and how long the answer may take.
+const H2_PING_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a connection is doing: requests in flight, and when the last one ended.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    /// How long the connection has had nothing in flight (zero while a request runs).
+    fn idle_for(&self) -> std::time::Duration {
+        if self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            return std::time::Duration::ZERO;
+        }
+        self.last
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or(std::time::Duration::ZERO)
+    }
+}
+
+/// A request in flight on a connection; the connection's idle clock restarts when it ends.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Ok(mut last) = self.0.last.lock() {
+            *last = std::time::Instant::now();
+        }
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Most bytes of request headers accepted.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -301,6 +410,9 @@ fn stripe_client(
         .unwrap_or(std::time::Duration::from_secs(10));
     if settings.stripe.mode == StripeMode::Simulated {
         let secret = format!("whsec_sim_{:032x}", rand::random::<u128>());
+        // The embedded simulator is on this service's own origin: its API and control routes take
+        // only this key, made up here and known to nobody but our own client.
+        let api_key = Secret::new(format!("sk_test_sim_{:032x}", rand::random::<u128>()));
         let public = settings
             .public_url
             .as_str()
@@ -312,9 +424,11 @@ fn stripe_client(
                 secret: secret.clone(),
             }],
             public_url: Some(format!("{public}{SIMULATOR_PATH}/")),
+            api_key: Some(api_key.expose().to_owned()),
             ..SimConfig::default()
         });
         settings.stripe.webhook_secrets.push(Secret::new(secret));
+        settings.stripe.simulator_key = Some(api_key.clone());
         let plans = msr_stripe_sim::PlanSeed::defaults();
         let price = |interval: &str| {
             plans
@@ -326,7 +440,7 @@ fn stripe_client(
         prices.monthly = prices.monthly.or_else(|| price("month"));
         let base = format!("http://127.0.0.1:{port}{SIMULATOR_PATH}/");
         let api = StripeApi::new(
-            "sk_test_simulated",
+            api_key.expose(),
             Some(&base),
             settings.stripe_rate_limit,
             timeout,
@@ -368,6 +482,11 @@ fn spawn_session_cleanup(sessions: &SessionStore) {
 
 fn announce(settings: &Settings, db: &Db) {
     tracing::info!(database = ?db.backend, listen = %settings.listen_addr, "msr-billing starting");
+    if settings.debug_default_refused {
+        tracing::warn!(
+            "debug mode is off: there is no STRIPE_API_KEY, but MSR_LISTEN_ADDR is not a loopback address (set MSR_DEBUG=true to serve the demo and /dev here)"
+        );
+    }
     if settings.debug {
         tracing::warn!("MSR_DEBUG is on: /dev routes are served; never run this way in production");
         if settings.internal_api_key.is_none() {

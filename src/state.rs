@@ -55,6 +55,8 @@ pub struct Shared {
     pub cache: Arc<crate::billing::cache::EntitlementCache>,
     /// The webhook's record and apply stages.
     pub pipeline: Arc<crate::billing::pipeline::Pipeline>,
+    /// Per-user limits on the calls that reach Stripe for one owner, and return-poll counts.
+    pub limits: Arc<crate::web::limits::UserLimits>,
     /// The admin dashboard's counts.
     pub admin_counts: Arc<crate::web::admin::CountsCache>,
     /// Browser sessions, stored in the same database.

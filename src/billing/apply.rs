@@ -680,8 +680,11 @@ pub async fn apply_checkout_session(
     watermark: i64,
 ) -> Result<EventState, AppError> {
     let now = Utc::now().timestamp();
-    let (Some(customer), Some(user_raw)) = (info.customer.as_deref(), info.user_id.as_deref())
-    else {
+    let recorded_owner = db::checkout::owner(&state.db.pool, &info.id).await?;
+    let (Some(customer), Some(user_raw)) = (
+        info.customer.as_deref(),
+        info.user_id(recorded_owner.as_deref()),
+    ) else {
         return match event {
             Some(e) => {
                 finish_alone(

@@ -356,7 +356,11 @@ pub async fn load(
         entitlement: found.and_then(|(_, e)| e),
         loaded_at: now,
     };
-    cache.put(user.as_str(), &snapshot, sequence);
+    // Unknown ids are not kept: anyone can ask about a million made-up ones, and each would take a
+    // slot for good. Asking again costs one indexed read (the answer is a 404).
+    if snapshot.known {
+        cache.put(user.as_str(), &snapshot, sequence);
+    }
     Ok(snapshot)
 }
 

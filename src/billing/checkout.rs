@@ -208,13 +208,22 @@ pub async fn sync_session(
     }
     let api = state.stripe()?;
     known_user(state, user_id).await?;
+    let not_found = || {
+        AppError::NotFound(format!(
+            "no checkout session {session_id} for user {user_id}"
+        ))
+    };
+    // Ours and this user's, or Stripe is not asked at all: the rate limit is shared by every
+    // owner, and a made-up or someone else's id must not spend it.
+    let owner = db::checkout::owner(&state.db.pool, session_id).await?;
+    if owner.as_deref() != Some(user_id.as_str()) {
+        return Err(not_found());
+    }
     let session = api.retrieve_checkout_session(session_id).await?;
     let info = objects::checkout_session(&session)
         .map_err(|e| AppError::Stripe(format!("unreadable checkout session: {e}")))?;
-    if info.user_id.as_deref() != Some(user_id.as_str()) {
-        return Err(AppError::NotFound(format!(
-            "no checkout session {session_id} for user {user_id}"
-        )));
+    if info.user_id(owner.as_deref()) != Some(user_id.as_str()) {
+        return Err(not_found());
     }
     apply::apply_checkout_session(state, &info, None, Utc::now().timestamp()).await?;
     Ok(())

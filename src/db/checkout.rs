@@ -72,6 +72,17 @@ pub async fn remember(
     Ok(())
 }
 
+/// The user a Checkout Session was opened for, when this service opened it.
+pub async fn owner<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    session_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT user_id FROM checkout_sessions WHERE id = $1")
+        .bind(session_id)
+        .fetch_optional(ex)
+        .await
+}
+
 /// The user's open, unexpired session for a plan, if any.
 pub async fn open_session<'c, E: Executor<'c, Database = Any>>(
     ex: E,

@@ -32,7 +32,12 @@ pub struct Db {
     pub pool: AnyPool,
     /// SQLite or PostgreSQL.
     pub backend: Backend,
+    /// The last write probe: when, and whether it committed (see [`Db::ready`]).
+    probe: std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
+
+/// How long a write probe's answer is reused: `/readyz` may be polled often, by several checkers.
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -108,7 +113,11 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(|e| config_error(format!("the database cannot be reached: {}", redact(&e))))?;
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            probe: std::sync::Arc::default(),
+        })
     }
 
     /// Runs the migrations that have not run yet; safe on every start.
@@ -119,6 +128,35 @@ impl Db {
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Whether the service can work: on PostgreSQL, the server answers; on SQLite, a write
+    /// commits. An SQLite file that turned read-only, or a full disk, still answers every read, so
+    /// only a write tells. The write is one row, at most once every [`PROBE_EVERY`]; callers in
+    /// between share the last answer.
+    pub async fn ready(&self) -> bool {
+        if self.backend == Backend::Postgres {
+            return self.ping().await;
+        }
+        let mut last = self.probe.lock().await;
+        if let Some((at, ok)) = *last
+            && at.elapsed() < PROBE_EVERY
+        {
+            return ok;
+        }
+        let written = sqlx::query(
+            "INSERT INTO health_probe (id, probed_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(chrono::Utc::now().timestamp())
+        .persistent(false)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = &written {
+            tracing::warn!(error = %e, "readiness: a write cannot commit");
+        }
+        *last = Some((std::time::Instant::now(), written.is_ok()));
+        written.is_ok()
     }
 }
 

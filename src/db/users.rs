@@ -177,3 +177,27 @@ pub async fn with_customers<'c, E: Executor<'c, Database = Any>>(
     .fetch_all(ex)
     .await
 }
+
+/// The user's session generation: sessions signed in at an older one are over.
+pub async fn session_generation<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &UserId,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT session_generation FROM users WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(ex)
+        .await
+}
+
+/// Ends every browser session of the user (they sign in again). Returns whether the user exists.
+pub async fn end_sessions<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    id: &UserId,
+) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE users SET session_generation = session_generation + 1 WHERE id = $1")
+            .bind(id.as_str())
+            .execute(ex)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -147,8 +147,24 @@ pub struct CheckoutInfo {
     pub subscription_id: Option<String>,
     /// The subscription itself when it was expanded.
     pub subscription: Option<Value>,
-    /// Our user id, from `client_reference_id` or `metadata.user_id`.
-    pub user_id: Option<String>,
+    /// `client_reference_id`: any session can carry one (a Payment Link's too), so it names a
+    /// user only for sessions this service opened.
+    pub client_reference_id: Option<String>,
+    /// `metadata.user_id`, which this service sets on its own objects.
+    pub metadata_user_id: Option<String>,
+}
+
+impl CheckoutInfo {
+    /// The user this session is for: `metadata.user_id`, else `client_reference_id` when the
+    /// session is one this service opened for that same user (`recorded_owner`, from
+    /// `checkout_sessions`).
+    pub fn user_id(&self, recorded_owner: Option<&str>) -> Option<&str> {
+        self.metadata_user_id.as_deref().or_else(|| {
+            self.client_reference_id
+                .as_deref()
+                .filter(|c| recorded_owner == Some(*c))
+        })
+    }
 }
 
 /// Reads a Checkout Session object.
@@ -163,9 +179,8 @@ pub fn checkout_session(v: &Value) -> Result<CheckoutInfo, String> {
         customer: id_of(v, "customer"),
         subscription_id: id_of(v, "subscription"),
         subscription,
-        user_id: str_field(v, "client_reference_id")
-            .map(str::to_owned)
-            .or_else(|| metadata_user_id(v)),
+        client_reference_id: str_field(v, "client_reference_id").map(str::to_owned),
+        metadata_user_id: metadata_user_id(v),
     })
 }
 

@@ -117,7 +117,12 @@ pub fn verify(
         return Err(SignatureError::NoSecret);
     }
     let parsed = parse_header(header.ok_or(SignatureError::Missing)?)?;
-    if (now - parsed.timestamp).abs() > TOLERANCE_SECS {
+    // `t` comes from the caller: near `i64::MIN` a plain `now - t` overflows.
+    if now
+        .checked_sub(parsed.timestamp)
+        .and_then(i64::checked_abs)
+        .is_none_or(|age| age > TOLERANCE_SECS)
+    {
         return Err(SignatureError::Stale);
     }
     let matched = secrets.iter().any(|secret| {
@@ -183,6 +188,19 @@ mod tests {
             verify(Some(&header("whsec_a", NOW, body)), body, &[], NOW),
             Err(SignatureError::NoSecret)
         );
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_an_overflow() {
+        let secrets = [Secret::new("whsec_x")];
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let h = header("whsec_x", t, b"{}");
+            assert_eq!(
+                verify(Some(&h), b"{}", &secrets, 1_800_000_000),
+                Err(SignatureError::Stale),
+                "t={t}"
+            );
+        }
     }
 
     #[test]

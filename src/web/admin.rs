@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(dashboard))
         .route("/admin/users/{id}", get(user_page))
         .route("/admin/users/{id}/resync", post(resync))
+        .route("/admin/users/{id}/sessions/end", post(end_sessions))
         .route("/admin/users/{id}/complimentary", post(grant))
         .route("/admin/users/{id}/complimentary/revoke", post(revoke))
         .route("/admin/events", get(events_page))
@@ -404,6 +405,22 @@ async fn resync(
     let before = describe(&state, &id).await?;
     sync::sync_subscriptions(&state, Some(&id)).await?;
     audited(&state, &admin, &id, "resync from Stripe", before).await
+}
+
+/// Ends every browser session of the user (a lost phone, a shared account): each one is refused
+/// at its next request and the user signs in again.
+async fn end_sessions(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    form: CsrfForm<NoFields>,
+) -> Result<Response, AppError> {
+    let admin = require_admin(&form)?;
+    let id = path_user(&raw)?;
+    let before = describe(&state, &id).await?;
+    if !db::users::end_sessions(&state.db.pool, &id).await? {
+        return Err(AppError::UnknownUser(id.to_string()));
+    }
+    audited(&state, &admin, &id, "end all browser sessions", before).await
 }
 
 #[derive(Deserialize)]

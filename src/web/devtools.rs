@@ -19,7 +19,7 @@ use crate::domain::{Email, UserId};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::html::{Chrome, is_htmx, render};
-use crate::web::session::{self, SessionUser};
+use crate::web::session::{self, CsrfForm, SessionForm, SessionUser};
 use crate::web::wire;
 
 /// The dev tools routes (mounted only in debug mode).
@@ -69,10 +69,13 @@ struct ToolsPage {
     status: String,
 }
 
+/// The status of the user `raw` names, as `viewer` sees it: the simulator controls are shown only
+/// for the viewer's own subscription, or to an admin.
 async fn status_fragment(
     state: &AppState,
     raw: &str,
     done: Option<String>,
+    viewer: Option<&SessionUser>,
 ) -> Result<StatusFragment, AppError> {
     let empty = |problem: String| StatusFragment {
         problem: Some(problem),
@@ -114,9 +117,10 @@ async fn status_fragment(
         entitled: answer.decision.entitled,
         reason: answer.decision.reason.as_str().into(),
         json,
-        subscription: subscription.filter(|_| state.sim.is_some()),
+        subscription: subscription
+            .filter(|_| state.sim.is_some() && viewer.is_some_and(|v| may_drive(v, &id))),
         controls: CONTROLS.to_vec(),
-        csrf: String::new(),
+        csrf: viewer.map(|v| v.csrf.clone()).unwrap_or_default(),
         done,
     })
 }
@@ -127,14 +131,23 @@ struct LookupParams {
     user_id: String,
 }
 
+/// Whether a developer may drive this user's subscription: their own, or anyone's for an admin.
+fn may_drive(viewer: &SessionUser, user: &UserId) -> bool {
+    viewer.admin || &viewer.id == user
+}
+
 async fn tools_page(
     State(state): State<AppState>,
+    session: Session,
     user: Option<SessionUser>,
     Query(p): Query<LookupParams>,
 ) -> Result<Response, AppError> {
-    let fragment = status_fragment(&state, p.user_id.trim(), None).await?;
+    let fragment = status_fragment(&state, p.user_id.trim(), None, user.as_ref()).await?;
+    let mut chrome = Chrome::new(&state, user.as_ref());
+    // Signed out, the create-user form still needs a token of this browser's session.
+    chrome.csrf = session::csrf_token(&session).await?;
     Ok(render(&ToolsPage {
-        chrome: Chrome::new(&state, user.as_ref()),
+        chrome,
         lookup: p.user_id.clone(),
         status: fragment
             .render()
@@ -146,6 +159,7 @@ async fn tools_page(
 async fn lookup(
     State(state): State<AppState>,
     headers: HeaderMap,
+    user: Option<SessionUser>,
     Query(p): Query<LookupParams>,
 ) -> Result<Response, AppError> {
     if !is_htmx(&headers) {
@@ -154,7 +168,7 @@ async fn lookup(
         return Ok(Redirect::to(&format!("/dev?{query}")).into_response());
     }
     Ok(render(
-        &status_fragment(&state, p.user_id.trim(), None).await?,
+        &status_fragment(&state, p.user_id.trim(), None, user.as_ref()).await?,
     ))
 }
 
@@ -164,41 +178,52 @@ struct NewUser {
     email: String,
 }
 
-/// Creates a test user and signs in as them.
+/// Creates a test user and signs in as them (a CSRF-checked form: the dev page gave the token).
 async fn create_user(
     State(state): State<AppState>,
-    session: Session,
-    axum::Form(form): axum::Form<NewUser>,
+    SessionForm { session, form, .. }: SessionForm<NewUser>,
 ) -> Result<Response, AppError> {
     let id = UserId::parse(form.user_id.trim())
         .map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))?;
     let email =
         Email::parse(&form.email).map_err(|e| AppError::invalid("invalid_email", e.to_string()))?;
     users::create(&state, &id, &email).await?;
-    session::sign_in(&session, &id, false).await?;
+    session::sign_in(&session, &state, &id, false).await?;
     let query = serde_urlencoded::to_string([("user_id", id.as_str())]).unwrap_or_default();
     Ok(Redirect::to(&format!("/dev?{query}")).into_response())
 }
 
 #[derive(Deserialize)]
 struct ActionForm {
+    /// Whose subscription; the developer's own when absent. Another user's only for an admin.
+    #[serde(default)]
     user_id: String,
 }
 
-/// Runs one simulator control on the user's subscription, waits for its webhooks, and shows the
-/// new state.
+/// Runs one simulator control on the signed-in developer's own subscription (or, for an admin, on
+/// the user the form names), waits for its webhooks, and shows the new state.
 async fn sim_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(action): Path<String>,
-    axum::Form(form): axum::Form<ActionForm>,
+    CsrfForm { user: viewer, form }: CsrfForm<ActionForm>,
 ) -> Result<Response, AppError> {
     let sim = state
         .sim
         .clone()
         .ok_or_else(|| AppError::NotFound("the simulator runs only in demo mode".into()))?;
-    let id = UserId::parse(form.user_id.trim())
-        .map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))?;
+    let id = match form.user_id.trim() {
+        "" => viewer.id.clone(),
+        raw => {
+            UserId::parse(raw).map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))?
+        }
+    };
+    if !may_drive(&viewer, &id) {
+        return Err(AppError::Forbidden(format!(
+            "only an admin may drive another user's subscription; you are signed in as {}",
+            viewer.id
+        )));
+    }
     let entitlement = db::entitlements::find(&state.db.pool, &id).await?;
     let subscription = entitlement
         .and_then(|e| e.stripe_subscription_id)
@@ -292,7 +317,7 @@ async fn sim_action(
         }
     };
     sim.wait_for_deliveries(Duration::from_secs(5)).await;
-    let fragment = status_fragment(&state, id.as_str(), Some(done)).await?;
+    let fragment = status_fragment(&state, id.as_str(), Some(done), Some(&viewer)).await?;
     if is_htmx(&headers) {
         return Ok(render(&fragment));
     }

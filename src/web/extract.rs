@@ -69,7 +69,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 }
 
 /// `axum::Json` with our envelope: 400 for broken JSON, 413 past the body limit, 415 for another
-/// content type, 422 for JSON of the wrong shape.
+/// content type, 422 for JSON of the wrong shape. Every body is an object: serde would read a struct
+/// from a sequence (`["weekly"]` as `{"plan":"weekly"}`), which no caller means.
 #[derive(Debug, Clone)]
 pub struct Json<T>(pub T);
 
@@ -77,14 +78,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state)
+        if !is_json(req.headers()) {
+            return Err(AppError::UnsupportedMediaType(
+                "Expected request with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
             .await
+            .map_err(|e| match e.status().as_u16() {
+                413 => AppError::PayloadTooLarge(super::API_BODY_LIMIT),
+                _ => AppError::BadRequest(e.body_text()),
+            })?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Err(AppError::invalid(
+                "invalid_body",
+                "the body must be a JSON object",
+            ));
+        }
+        axum::Json::<T>::from_bytes(&bytes)
             .map(|j| Json(j.0))
             .map_err(|e: JsonRejection| match e.status().as_u16() {
-                413 => AppError::PayloadTooLarge(super::API_BODY_LIMIT),
-                415 => AppError::UnsupportedMediaType(e.body_text()),
                 422 => AppError::invalid("invalid_body", e.body_text()),
                 _ => AppError::BadRequest(e.body_text()),
             })
     }
+}
+
+/// `application/json`, or any `application/*+json`, as axum's own extractor accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
 }

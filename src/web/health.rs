@@ -21,15 +21,15 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// The process can serve: the database answers.
+/// The process can serve: the database answers, and on SQLite a write commits.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.ping().await {
+    if state.db.ready().await {
         (StatusCode::OK, axum::Json(json!({"status": "ready"})))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(
-                json!({"status": "unavailable", "error": {"code": "database_unavailable", "message": "the database does not answer"}}),
+                json!({"status": "unavailable", "error": {"code": "database_unavailable", "message": "the database does not answer or cannot commit a write"}}),
             ),
         )
     }

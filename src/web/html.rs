@@ -157,6 +157,9 @@ pub async fn html_errors(
         })
     };
     *page.status_mut() = status;
+    if let Some(wait) = response.headers().get(header::RETRY_AFTER) {
+        page.headers_mut().insert(header::RETRY_AFTER, wait.clone());
+    }
     page
 }
 

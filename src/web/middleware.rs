@@ -10,7 +10,29 @@ use tower_http::request_id::{MakeRequestId, RequestId};
 
 use crate::error::{AppError, ErrorCause};
 
-/// Makes a random 16-hex-digit request id unless the caller sent a usable one.
+/// Drops a caller's `X-Request-Id` that is not 1–64 characters of `[A-Za-z0-9._-]`, so that
+/// [`MakeId`] makes a new one: the id is written into every log line of the request, and a sent
+/// one could be thousands of characters or forge log fields.
+pub fn drop_unusable_request_id<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    let usable = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    };
+    let headers = request.headers_mut();
+    let all_usable = {
+        let mut values = headers.get_all("x-request-id").iter();
+        // One value, and a usable one: several would be ambiguous.
+        values.next().is_none_or(usable) && values.next().is_none()
+    };
+    if !all_usable {
+        headers.remove("x-request-id");
+    }
+    request
+}
+
+/// Makes a random 16-hex-digit request id when the caller sent none (or none usable).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MakeId;
 

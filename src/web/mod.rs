@@ -23,6 +23,7 @@ pub mod devtools;
 pub mod extract;
 pub mod health;
 pub mod html;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -109,6 +110,9 @@ pub fn router(state: AppState) -> Router {
         // Every route, both lanes: a request id (the caller's, or a new one) and the request's span.
         .layer(
             ServiceBuilder::new()
+                .layer(tower::util::MapRequestLayer::new(
+                    middleware::drop_unusable_request_id::<axum::body::Body>,
+                ))
                 .layer(SetRequestIdLayer::new(
                     request_id.clone(),
                     middleware::MakeId,
@@ -137,8 +141,14 @@ fn static_files(state: &AppState) -> axum::routing::MethodRouter {
     axum::routing::get_service(service)
 }
 
-/// The session layer: cookie `msr_session`, HttpOnly, SameSite=Lax, Secure when the public URL is
-/// https, ended after `MSR_SESSION_IDLE` without a request. Sessions live in the database.
+/// The session cookie's name over plain http (local runs, tests).
+pub const SESSION_COOKIE: &str = "msr_session";
+/// Its name over https: browsers accept a `__Host-` cookie only with Secure, `Path=/` and no
+/// Domain, so no sibling subdomain can set or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-msr_session";
+
+/// The session layer: cookie `msr_session` (`__Host-msr_session` under https, Secure), HttpOnly,
+/// SameSite=Lax, ended after `MSR_SESSION_IDLE` without a request. Sessions live in the database.
 fn with_sessions(app: Router<AppState>, state: &AppState) -> Router<AppState> {
     use tower_sessions::cookie::SameSite;
     use tower_sessions::{Expiry, SessionManagerLayer};
@@ -149,7 +159,12 @@ fn with_sessions(app: Router<AppState>, state: &AppState) -> Router<AppState> {
         ($store:expr) => {
             app.layer(
                 SessionManagerLayer::new($store.clone())
-                    .with_name("msr_session")
+                    .with_name(if secure {
+                        SECURE_SESSION_COOKIE
+                    } else {
+                        SESSION_COOKIE
+                    })
+                    .with_path("/")
                     .with_http_only(true)
                     .with_same_site(SameSite::Lax)
                     .with_secure(secure)

@@ -54,10 +54,28 @@ impl Modify for InternalKey {
     }
 }
 
+/// The document this instance serves: the `/dev` routes only where they are mounted (debug).
+pub fn document(debug: bool) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if !debug {
+        doc.paths.paths.retain(|path, _| !path.starts_with("/dev"));
+        if let Some(components) = doc.components.as_mut() {
+            for dev_only in ["DevStatusBody", "UserBody", "StoredEntitlementBody"] {
+                components.schemas.remove(dev_only);
+            }
+        }
+    }
+    doc
+}
+
 /// `GET /openapi.json`.
 pub fn router() -> Router<AppState> {
     Router::new().route(
         "/openapi.json",
-        get(|| async { axum::Json(ApiDoc::openapi()) }),
+        get(
+            |axum::extract::State(state): axum::extract::State<AppState>| async move {
+                axum::Json(document(state.settings.debug))
+            },
+        ),
     )
 }

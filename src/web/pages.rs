@@ -18,7 +18,8 @@ use crate::domain::{Email, EntitlementStatus, Plan, Reason, UserId};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::html::{Chrome, is_htmx, render};
-use crate::web::session::{self, CsrfForm, NoFields, SessionUser};
+use crate::web::limits::Limited;
+use crate::web::session::{self, CsrfForm, NoFields, SessionForm, SessionUser};
 
 /// The owner's pages and sign-in.
 pub fn router() -> Router<AppState> {
@@ -139,8 +140,6 @@ async fn plans_page(
 #[derive(Deserialize)]
 struct ReturnParams {
     session_id: String,
-    #[serde(default)]
-    n: u32,
 }
 
 #[derive(Template)]
@@ -163,17 +162,24 @@ struct ReturnPage {
     fragment: String,
 }
 
-/// How long the return page keeps polling (one request a second).
-const MAX_POLLS: u32 = 90;
+/// How long the return page keeps polling (one request a second), counted by the server per
+/// Checkout Session.
+pub const MAX_POLLS: u32 = 90;
 
 async fn return_fragment(
     state: &AppState,
     user: &UserId,
     params: &ReturnParams,
 ) -> Result<ReturnStatus, AppError> {
+    state.limits.take(Limited::Return, user)?;
+    // Counted here, not taken from the page's `n`: a script could send any `n`.
+    let polls = state.limits.poll(&params.session_id);
     // The success-page sync: apply the session now rather than wait for the webhook. Failing that
-    // (Stripe slow), the webhook will do it and the polling shows it.
-    if let Err(e) = checkout::sync_session(state, user, &params.session_id).await {
+    // (Stripe slow), the webhook will do it and the polling shows it. Past the poll cap the page
+    // only shows what the store says.
+    if polls <= MAX_POLLS
+        && let Err(e) = checkout::sync_session(state, user, &params.session_id).await
+    {
         match e {
             AppError::NotFound(_) | AppError::Invalid { .. } => return Err(e),
             other => {
@@ -185,9 +191,9 @@ async fn return_fragment(
     let entitled = answer.decision.entitled;
     Ok(ReturnStatus {
         session_id: params.session_id.clone(),
-        next_poll: params.n.saturating_add(1),
+        next_poll: polls.saturating_add(1),
         entitled,
-        polling: !entitled && params.n < MAX_POLLS,
+        polling: !entitled && polls < MAX_POLLS,
         status: css_status(&answer),
         summary: summary(&answer),
     })
@@ -275,26 +281,78 @@ struct SigninPage {
     chrome: Chrome,
     problem: Option<String>,
     recent: Vec<String>,
+    /// The Auth service's sign-in page, with this browser's `state` and our hand-off address.
+    auth_link: Option<String>,
 }
 
+fn https(state: &AppState) -> bool {
+    state.settings.public_url.scheme() == "https"
+}
+
+/// The sign-in page. It gives the browser a `state` nonce (a ten-minute cookie) that the Auth
+/// service puts into the token's `nonce` claim, so a hand-off link opens a session only in the
+/// browser that asked for it. In debug mode it also shows the developer sign-in form.
 async fn signin_page_with(
     state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
     problem: Option<String>,
-) -> Result<SigninPage, AppError> {
+) -> Result<Response, AppError> {
+    // A refused hand-off leaves the browser exactly as it was: no new session, no new cookie.
+    let refused = problem.is_some();
+    let mut chrome = Chrome::new(state, None);
     let recent = if state.settings.debug {
+        chrome.csrf = if refused {
+            session::existing_csrf_token(session).await?
+        } else {
+            session::csrf_token(session).await?
+        };
         db::admin::recent_users(&state.db.pool, 10).await?
     } else {
         Vec::new()
     };
-    Ok(SigninPage {
-        chrome: Chrome::new(state, None),
+    let https = https(state);
+    let (nonce, set_cookie) = match session::auth_state(headers, https) {
+        Some(nonce) => (Some(nonce), None),
+        None if refused => (None, None),
+        None => {
+            let (nonce, cookie) = session::new_auth_state(https);
+            (Some(nonce), Some(cookie))
+        }
+    };
+    let link_base = state.settings.auth_signin_url.as_ref().zip(nonce);
+    let auth_link = link_base.map(|(base, nonce)| {
+        let mut url = base.clone();
+        let handoff = state
+            .settings
+            .public_url
+            .join("auth/handoff")
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        url.query_pairs_mut()
+            .append_pair("state", &nonce)
+            .append_pair("redirect_uri", &handoff);
+        url.to_string()
+    });
+    let mut page = render(&SigninPage {
+        chrome,
         problem,
         recent,
-    })
+        auth_link,
+    });
+    if let Some(cookie) = set_cookie {
+        page.headers_mut()
+            .append(axum::http::header::SET_COOKIE, cookie);
+    }
+    Ok(page)
 }
 
-async fn signin_page(State(state): State<AppState>) -> Result<Response, AppError> {
-    Ok(render(&signin_page_with(&state, None).await?))
+async fn signin_page(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    signin_page_with(&state, &session, &headers, None).await
 }
 
 #[derive(Deserialize)]
@@ -305,14 +363,17 @@ struct HandoffParams {
 
 /// `GET /auth/handoff?token=…`: a valid, unused token signs the user in (creating them if new) and
 /// redirects to the plans, leaving no token in the address bar; anything else gets a clear page
-/// and no session. The token never reaches a log (spans log the path only).
+/// and no session. The token's `nonce` must be this browser's `state` cookie (see
+/// [`signin_page_with`]); a token without one is accepted only with `MSR_AUTH_REQUIRE_NONCE=false`.
+/// The token never reaches a log (spans log the path only).
 async fn handoff(
     State(state): State<AppState>,
     session: Session,
+    headers: HeaderMap,
     Query(params): Query<HandoffParams>,
 ) -> Result<Response, AppError> {
     let refuse = |problem: String| async {
-        let mut page = render(&signin_page_with(&state, Some(problem)).await?);
+        let mut page = signin_page_with(&state, &session, &headers, Some(problem)).await?;
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         Ok::<Response, AppError>(page)
     };
@@ -321,7 +382,25 @@ async fn handoff(
             .await;
     };
     let now = Utc::now().timestamp();
-    let verified = match crate::auth::verify(&params.token, secret.expose().as_bytes(), now) {
+    let https = https(&state);
+    let bound = |v: &crate::auth::Handoff| {
+        use subtle::ConstantTimeEq;
+        match (&v.nonce, session::auth_state(&headers, https)) {
+            (Some(nonce), Some(cookie))
+                if bool::from(nonce.as_bytes().ct_eq(cookie.as_bytes())) =>
+            {
+                Ok(())
+            }
+            (Some(_), _) => Err(crate::auth::TokenError::NonceMismatch),
+            (None, _) if state.settings.auth_require_nonce => {
+                Err(crate::auth::TokenError::NonceMissing)
+            }
+            (None, _) => Ok(()),
+        }
+    };
+    let verified = match crate::auth::verify(&params.token, secret.expose().as_bytes(), now)
+        .and_then(|v| bound(&v).map(|()| v))
+    {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(reason = %e, "hand-off refused");
@@ -341,9 +420,14 @@ async fn handoff(
         }
         Err(other) => return Err(other),
     }
-    session::sign_in(&session, &verified.user_id, verified.admin).await?;
+    session::sign_in(&session, &state, &verified.user_id, verified.admin).await?;
     tracing::info!(user.id = %verified.user_id, admin = verified.admin, "signed in by hand-off");
-    Ok(Redirect::to("/").into_response())
+    let mut response = Redirect::to("/").into_response();
+    response.headers_mut().append(
+        axum::http::header::SET_COOKIE,
+        session::clear_auth_state(https),
+    );
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -355,11 +439,11 @@ struct DevSigninForm {
     admin: Option<String>,
 }
 
-/// Debug only: sign in as any user (creating them when an e-mail is given).
+/// Debug only: sign in as any user (creating them when an e-mail is given). The form carries the
+/// CSRF token the sign-in page gave this browser's session.
 async fn dev_signin(
     State(state): State<AppState>,
-    session: Session,
-    axum::Form(form): axum::Form<DevSigninForm>,
+    SessionForm { session, form, .. }: SessionForm<DevSigninForm>,
 ) -> Result<Response, AppError> {
     if !state.settings.debug {
         return Err(AppError::NotFound("no such route".into()));
@@ -375,7 +459,7 @@ async fn dev_signin(
         })?;
         users::create(&state, &id, &email).await?;
     }
-    session::sign_in(&session, &id, form.admin.as_deref() == Some("true")).await?;
+    session::sign_in(&session, &state, &id, form.admin.as_deref() == Some("true")).await?;
     Ok(Redirect::to("/").into_response())
 }
 
@@ -402,6 +486,7 @@ pub async fn checkout_form(
 
 /// The browser side of `POST /billing/portal`: 303 to the Stripe portal.
 pub async fn portal_form(state: &AppState, form: CsrfForm<NoFields>) -> Result<Response, AppError> {
+    state.limits.take(Limited::Portal, &form.user.id)?;
     let url = checkout::open_portal(state, &form.user.id).await?;
     Ok(Redirect::to(&url).into_response())
 }

@@ -5,8 +5,8 @@
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::http::header::{
-    CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
-    X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::middleware::Next;
 use axum::response::Response;
@@ -37,6 +37,11 @@ pub fn add(h: &mut axum::http::HeaderMap, simulator: bool, https: bool) {
     let csp = if simulator { SIMULATOR_CSP } else { PAGE_CSP };
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Pages and answers are about one owner (or every owner, for admins): no browser or proxy may
+    // keep them. Static files set their own caching first.
+    if !h.contains_key(CACHE_CONTROL) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         REFERRER_POLICY,

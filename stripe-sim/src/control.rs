@@ -1,6 +1,11 @@
-//! The control API under `/_sim/` (JSON in and out, no auth): what tests in other
-//! processes, the dev pages of the service and humans with curl use to drive the
-//! simulator — the clock, payment outcomes, faults, webhooks.
+//! The control API under `/_sim/` (JSON in and out): what tests in other processes,
+//! the dev pages of the service and humans with curl use to drive the simulator — the
+//! clock, payment outcomes, faults, webhooks.
+//!
+//! It can pay checkouts and point webhooks anywhere, and in demo mode it shares the
+//! service's origin, so: every route needs the API key exactly as `/v1` does, secrets
+//! are never shown, and endpoints set over HTTP must be on a loopback host (the Rust API,
+//! [`Simulator::set_webhook_endpoints`], stays unrestricted).
 
 // Handlers here return early with a ready response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -13,6 +18,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api;
 use crate::engine::{CheckoutOutcome, RequestInfo, SubscriptionUpdate, TestCard};
 use crate::error::StripeError;
 use crate::{Fault, Simulator, WebhookEndpoint};
@@ -47,6 +53,9 @@ pub(crate) fn router(sim: Simulator) -> Router {
             "/_sim/webhook_endpoints",
             get(endpoints).post(set_endpoints),
         )
+        // Outermost last: request id → auth → handler, as on `/v1`.
+        .route_layer(axum::middleware::from_fn_with_state(sim.clone(), api::auth))
+        .route_layer(axum::middleware::from_fn(api::request_id))
         .with_state(sim)
 }
 
@@ -294,11 +303,22 @@ async fn flush(State(sim): State<Simulator>) -> Response {
     ok(json!({"flushed": true}))
 }
 
-async fn endpoints(State(sim): State<Simulator>) -> Response {
-    // Secrets are shown: this is a local test tool and the caller set them.
-    ok(serde_json::to_value(sim.webhook_endpoints()).unwrap_or(Value::Null))
+/// Endpoints as the control API shows them: the URL only, never the signing secret
+/// (whoever holds it can forge events the service will trust).
+fn endpoint_list(sim: &Simulator) -> Response {
+    let urls: Vec<Value> = sim
+        .webhook_endpoints()
+        .into_iter()
+        .map(|e| json!({"url": e.url}))
+        .collect();
+    ok(Value::Array(urls))
 }
 
+async fn endpoints(State(sim): State<Simulator>) -> Response {
+    endpoint_list(&sim)
+}
+
+/// One endpoint object or an array of them; replaces all endpoints, or none if any is refused.
 async fn set_endpoints(State(sim): State<Simulator>, body: String) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
@@ -308,11 +328,78 @@ async fn set_endpoints(State(sim): State<Simulator>, body: String) -> Response {
         Value::Array(_) => v,
         other => Value::Array(vec![other]),
     };
-    match serde_json::from_value::<Vec<WebhookEndpoint>>(list) {
-        Ok(eps) => {
-            sim.set_webhook_endpoints(eps);
-            ok(serde_json::to_value(sim.webhook_endpoints()).unwrap_or(Value::Null))
+    let eps = match serde_json::from_value::<Vec<WebhookEndpoint>>(list) {
+        Ok(eps) => eps,
+        Err(e) => return bad(&format!("Invalid endpoints: {e}")),
+    };
+    if let Some(e) = eps.iter().find_map(|ep| loopback_only(&ep.url).err()) {
+        return e.into_response();
+    }
+    sim.set_webhook_endpoints(eps);
+    endpoint_list(&sim)
+}
+
+/// Accepts `http(s)` URLs on `localhost`, `127.x.x.x` or `[::1]`: the simulator posts
+/// signed events (with customers' e-mails) there, so a caller must not aim them elsewhere.
+fn loopback_only(raw: &str) -> Result<(), StripeError> {
+    let url = reqwest::Url::parse(raw)
+        .map_err(|e| StripeError::invalid_param("url", &format!("Invalid URL {raw:?}: {e}.")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(StripeError::invalid_param(
+            "url",
+            &format!("Webhook URLs must be http or https, not {}.", url.scheme()),
+        ));
+    }
+    // The parser normalizes the host (lower-case names, dotted IPv4, bracketed IPv6).
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(StripeError::invalid_param(
+            "url",
+            &format!(
+                "Webhook endpoint host {host:?} refused: only loopback hosts (localhost, \
+                 127.x.x.x, [::1]) are allowed over the control API."
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_only;
+
+    #[test]
+    fn loopback_urls_pass_and_every_other_host_or_scheme_is_refused() {
+        for ok in [
+            "http://127.0.0.1:9/x",
+            "https://127.8.9.10/hook",
+            "http://[::1]:8080/w",
+            "http://localhost:3000/billing/webhook",
+            "http://LOCALHOST/x",
+            "http://2130706433/x", // 127.0.0.1 as one number
+        ] {
+            assert!(loopback_only(ok).is_ok(), "{ok}");
         }
-        Err(e) => bad(&format!("Invalid endpoints: {e}")),
+        for bad in [
+            "https://evil.example/hook",
+            "http://127.0.0.1.evil.example/x",
+            "http://127.0.0.1@evil.example/x",
+            "http://localhost.evil.example/x",
+            "http://10.0.0.1/x",
+            "http://[::ffff:8.8.8.8]/x",
+            "http://0.0.0.0/x",
+            "ftp://127.0.0.1/x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(loopback_only(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -101,6 +101,9 @@ impl Deliverer {
     ) -> Deliverer {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
+            // Stripe treats a redirect as a failed delivery; following one would also let a
+            // loopback endpoint (all the control API accepts) forward signed events elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Deliverer {

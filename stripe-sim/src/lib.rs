@@ -7,7 +7,8 @@
 //! (in-process) and a standalone process.
 //!
 //! Code tour: [`engine`] (state, transitions, events) → `api` (Stripe's HTTP API) →
-//! `pages` (hosted pages) → `control` (`/_sim/...`) → `delivery` (webhooks) → `faults`.
+//! `pages` (hosted pages) → `control` (`/_sim/...`, behind the API key) → `delivery`
+//! (webhooks) → `faults`.
 
 #![recursion_limit = "256"]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -41,8 +42,13 @@ use engine::{RequestInfo, Settings, State};
 
 /// How the simulator behaves. `SimConfig::default()` is Stripe-like; tests shorten the
 /// webhook backoff.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimConfig {
+    /// The only API key accepted by `/v1` and `/_sim` (compared in constant time); `None`
+    /// (the default) accepts any `sk_test_…`/`rk_test_…` key. A simulator reachable by
+    /// others (the service's demo mode) must set a random one: the control API can pay
+    /// checkouts and redirect webhooks. Live keys are refused either way.
+    pub api_key: Option<String>,
     /// Webhook receivers (may be empty; see [`Simulator::set_webhook_endpoints`]).
     pub webhook_endpoints: Vec<WebhookEndpoint>,
     /// Base URL browsers use for hosted pages; default: the bound address.
@@ -69,9 +75,29 @@ pub struct SimConfig {
     pub plans_file: Option<std::path::PathBuf>,
 }
 
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("webhook_endpoints", &self.webhook_endpoints)
+            .field("public_url", &self.public_url)
+            .field("plans", &self.plans)
+            .field("webhook_max_attempts", &self.webhook_max_attempts)
+            .field("webhook_backoff", &self.webhook_backoff)
+            .field("webhook_timeout", &self.webhook_timeout)
+            .field("payment_retry_delays", &self.payment_retry_delays)
+            .field("after_retries", &self.after_retries)
+            .field("renewal_finalize_delay", &self.renewal_finalize_delay)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("plans_file", &self.plans_file)
+            .finish()
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
+            api_key: None,
             webhook_endpoints: Vec::new(),
             public_url: None,
             plans: PlanSeed::defaults(),
@@ -107,6 +133,8 @@ pub(crate) struct Inner {
     pub(crate) idempotency: Mutex<std::collections::HashMap<String, Idem>>,
     pub(crate) rate_window: Mutex<std::collections::VecDeque<Instant>>,
     pub(crate) rate_limit_per_second: u32,
+    /// [`SimConfig::api_key`]: the one key `/v1` and `/_sim` accept, if set.
+    pub(crate) api_key: Option<String>,
 }
 
 /// The simulator. Cheap to clone; every clone shares the same state.
@@ -176,12 +204,15 @@ impl Simulator {
                 idempotency: Mutex::new(std::collections::HashMap::new()),
                 rate_window: Mutex::new(std::collections::VecDeque::new()),
                 rate_limit_per_second: config.rate_limit_per_second.max(1),
+                api_key: config.api_key.clone(),
             }),
         }
     }
 
     /// Every route (Stripe API under `/v1`, hosted pages under `/c` and `/p`, control
-    /// under `/_sim`) with this simulator as state, ready to serve or nest.
+    /// under `/_sim`) with this simulator as state, ready to serve or nest. `/v1` and
+    /// `/_sim` need the API key ([`SimConfig::api_key`]); the hosted pages do not, as
+    /// browsers open them.
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
             .merge(api::router(self.clone()))

@@ -1,6 +1,7 @@
 //! The simulator as its own process (`msr-billing stripe-sim --port 12111`): any
 //! Stripe client pointed at it with an `sk_test_…` key works; webhooks go to one
-//! endpoint given on the command line (or set later through `/_sim/webhook_endpoints`).
+//! endpoint given on the command line (or set later through `/_sim/webhook_endpoints`, which
+//! takes loopback hosts only).
 
 use std::path::PathBuf;
 

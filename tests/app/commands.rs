@@ -15,13 +15,17 @@ async fn run(app: &StripeApp, args: &[&str]) -> (bool, String) {
         .env("DATABASE_URL", &app.db.url)
         .env("STRIPE_API_KEY", "sk_test_cli")
         .env("STRIPE_API_BASE", &app.stripe.base_url)
-        .env("MSR_INTERNAL_API_KEY", "cli-internal-key")
+        .env(
+            "MSR_INTERNAL_API_KEY",
+            "cli-internal-key-0123456789abcdef0123",
+        )
         .output()
         .await
         .expect("binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !stderr.contains("sk_test_cli") && !stderr.contains("cli-internal-key"),
+        !stderr.contains("sk_test_cli")
+            && !stderr.contains("cli-internal-key-0123456789abcdef0123"),
         "no secret in logs: {stderr}"
     );
     (

@@ -111,7 +111,7 @@ async fn status_of_an_unknown_user_is_404() {
 async fn dev_routes_are_absent_when_debug_is_off() {
     let app = TestApp::spawn_with(&[
         ("MSR_DEBUG", "false"),
-        ("MSR_INTERNAL_API_KEY", "k-0123456789abcdef"),
+        ("MSR_INTERNAL_API_KEY", "k-0123456789abcdef0123456789abcdef"),
     ])
     .await;
     let unknown = json(app.get("/no/such/route").await).await;

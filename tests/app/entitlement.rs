@@ -180,7 +180,7 @@ async fn forward_auth_answers_200_or_403_with_the_decision_in_headers() {
 
 #[tokio::test]
 async fn with_an_internal_key_the_user_id_header_needs_the_bearer_key() {
-    let key = "internal-key-0123456789";
+    let key = "internal-key-0123456789abcdef0123456789";
     let app = TestApp::spawn_with(&[("MSR_INTERNAL_API_KEY", key)]).await;
     app.create_user("k1", "k1@example.com").await;
     assert_error(app.entitlement("k1").await, 401, "unauthorized").await;

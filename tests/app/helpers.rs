@@ -22,7 +22,10 @@ pub fn skip(what: &str, why: &str) {
     if std::env::var("MSR_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("{what} cannot be skipped with MSR_TEST_REQUIRE_ALL=1: {why}");
     }
-    eprintln!("SKIPPED {what}: {why}");
+    // Straight to stderr, past the test harness's capture (it takes `eprintln!` and shows it only
+    // for a failed test): a skip must show in a plain `cargo test`.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what}: {why}");
 }
 
 /// Whether the main suite runs on PostgreSQL (`MSR_TEST_BACKEND=postgres`) instead of SQLite.
@@ -295,6 +298,19 @@ pub async fn assert_error(response: Response, status: u16, code: &str) -> serde_
         "message in {body}"
     );
     body
+}
+
+/// Waits (up to 10 s) until the entitlement cache is trusted: at once on SQLite, once the change
+/// listener runs on PostgreSQL (it clears the cache when it starts).
+pub async fn cache_trusted(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.state.cache.enabled() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the entitlement cache was not trusted within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The webhook secret the test apps and simulators share.

@@ -7,9 +7,9 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, now};
 
-const SECRET: &str = "pages-test-secret";
+const SECRET: &str = "pages-test-secret-0123456789abcdef0123";
 
-fn browser() -> Client {
+pub(crate) fn browser() -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(ACCEPT, "text/html,application/xhtml+xml".parse().unwrap());
     Client::builder()
@@ -64,7 +64,7 @@ async fn csrf(app: &TestApp, client: &Client) -> String {
 }
 
 /// The CSRF token in a page's forms.
-fn token_in(page: &str) -> String {
+pub(crate) fn token_in(page: &str) -> String {
     let marker = "name=\"csrf_token\" value=\"";
     let at = page.find(marker).expect("a form with the token") + marker.len();
     page[at..].split('"').next().unwrap().to_owned()
@@ -340,9 +340,19 @@ async fn everything_rendered_is_escaped() {
         html.contains("&#60;script&#62;alert(1)") || html.contains("&lt;script&gt;alert(1)"),
         "{html}"
     );
-    let signin = browser()
+    let signed_out = browser();
+    let form_page = signed_out
+        .get(format!("{}/auth/signin", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let signin = signed_out
         .post(format!("{}/auth/dev-signin", app.address))
         .form(&[
+            ("csrf_token", token_in(&form_page).as_str()),
             ("user_id", "new-one"),
             ("email", "<script>alert(2)</script>@x.com"),
         ])

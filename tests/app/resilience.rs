@@ -243,6 +243,7 @@ async fn two_instances_on_one_postgresql_apply_each_event_exactly_once() {
 #[tokio::test]
 async fn a_cached_answer_says_when_it_was_read_and_a_change_evicts_it() {
     let app = StripeApp::spawn().await;
+    crate::helpers::cache_trusted(&app).await;
     app.create_user("cache-1", "cache-1@example.com").await;
     let first = app.entitled("cache-1").await.1;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

@@ -9,8 +9,8 @@ use crate::helpers::{StripeApp, WEBHOOK_SECRET, captured_logs, now, sign};
 
 #[tokio::test]
 async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
-    let internal = "internal-secret-a8f3c1d2e4";
-    let auth = "auth-secret-77b1e9c0aa";
+    let internal = "internal-secret-a8f3c1d2e4-5b6c7d8e9f0a1b";
+    let auth = "auth-secret-77b1e9c0aa-0f1e2d3c4b5a69788";
     let app = StripeApp::spawn_with(&[
         ("MSR_INTERNAL_API_KEY", internal),
         ("MSR_AUTH_SECRET", auth),

@@ -221,7 +221,7 @@ async fn oversized_request_headers_are_refused() {
 
 #[tokio::test]
 async fn metrics_are_served_in_prometheus_format_behind_the_internal_key() {
-    let key = "metrics-key-0123456789";
+    let key = "metrics-key-0123456789abcdef0123456789";
     let app = TestApp::spawn_with(&[("MSR_INTERNAL_API_KEY", key)]).await;
     app.create_user("m1", "m1@example.com").await;
     let answer = app

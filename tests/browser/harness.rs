@@ -24,7 +24,7 @@ pub const PATIENCE: Duration = Duration::from_secs(15);
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_millis(100);
 /// The secret the test app checks hand-off tokens with.
-const AUTH_SECRET: &str = "browser-test-secret";
+const AUTH_SECRET: &str = "browser-test-secret-0123456789abcdef0";
 /// The phone the pages are looked at on (an iPhone 12-14 in CSS pixels).
 pub const PHONE: (u32, u32) = (390, 844);
 

@@ -14,6 +14,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::extract::{ApiUser, Json, Query, USER_ID_HEADER};
 use crate::web::html::is_browser;
+use crate::web::limits::Limited;
 use crate::web::pages;
 use crate::web::session::CsrfForm;
 use crate::web::wire;
@@ -85,6 +86,7 @@ pub(crate) async fn start_checkout(
         (status = 401, description = "no X-User-Id, or the internal key is missing or wrong", body = crate::web::wire::ErrorBody),
         (status = 404, description = "unknown user", body = crate::web::wire::ErrorBody),
         (status = 409, description = "no Stripe customer yet", body = crate::web::wire::ErrorBody),
+        (status = 429, description = "too many portal sessions for this user; see Retry-After", body = crate::web::wire::ErrorBody),
         (status = 502, description = "Stripe failed", body = crate::web::wire::ErrorBody),
     ))]
 pub(crate) async fn open_portal(
@@ -97,6 +99,7 @@ pub(crate) async fn open_portal(
     }
     let (mut parts, _) = request.into_parts();
     let ApiUser(user) = ApiUser::from_request_parts(&mut parts, &state).await?;
+    state.limits.take(Limited::Portal, &user)?;
     let url = checkout::open_portal(&state, &user).await?;
     Ok(axum::Json(json!({"url": url})).into_response())
 }
@@ -115,6 +118,7 @@ pub(crate) struct SyncParams {
         (status = 200, description = "applied; the entitlement now", body = crate::web::wire::EntitlementBody),
         (status = 404, description = "unknown user, or not this user's session", body = crate::web::wire::ErrorBody),
         (status = 422, description = "malformed session id", body = crate::web::wire::ErrorBody),
+        (status = 429, description = "too many syncs for this user; see Retry-After", body = crate::web::wire::ErrorBody),
         (status = 502, description = "Stripe failed", body = crate::web::wire::ErrorBody),
     ))]
 pub(crate) async fn sync_checkout(
@@ -122,6 +126,7 @@ pub(crate) async fn sync_checkout(
     ApiUser(user): ApiUser,
     Query(params): Query<SyncParams>,
 ) -> Result<axum::Json<wire::EntitlementBody>, AppError> {
+    state.limits.take(Limited::Return, &user)?;
     checkout::sync_session(&state, &user, &params.session_id).await?;
     let answer = entitlement::check(&state, &user).await?;
     Ok(axum::Json(wire::entitlement_answer(&answer)))

@@ -1,5 +1,6 @@
 //! Cross-cutting behaviour of Stripe's API: request ids, API keys, the test-mode rate
-//! limit, idempotency keys and injected faults.
+//! limit, idempotency keys and injected faults. Request ids and API keys also guard the
+//! control API (`/_sim`).
 
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,10 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
 }
 
 /// `Authorization: Bearer sk_test_...` (or HTTP basic with the key as user, which
-/// Stripe also accepts). Live keys are refused: this is a test-mode simulator.
-pub(crate) async fn auth(req: Request, next: Next) -> Response {
+/// Stripe also accepts). Live keys are refused: this is a test-mode simulator. With
+/// [`crate::SimConfig::api_key`] set, only that key passes; otherwise any test key does.
+/// Guards `/v1` and `/_sim`.
+pub(crate) async fn auth(State(sim): State<Simulator>, req: Request, next: Next) -> Response {
     let header = req
         .headers()
         .get("authorization")
@@ -62,11 +65,25 @@ pub(crate) async fn auth(req: Request, next: Next) -> Response {
         )
         .into_response();
     }
-    if !(key.starts_with("sk_test_") || key.starts_with("rk_test_")) {
+    let accepted = match &sim.inner.api_key {
+        Some(expected) => same_key(&key, expected),
+        None => key.starts_with("sk_test_") || key.starts_with("rk_test_"),
+    };
+    if !accepted {
         return StripeError::unauthorized(&format!("Invalid API Key provided: {}", redact(&key)))
             .into_response();
     }
     next.run(req).await
+}
+
+/// Equality that takes the same time wherever the keys differ (and whatever their lengths):
+/// both are hashed, and the digests compared without an early exit.
+fn same_key(given: &str, expected: &str) -> bool {
+    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn basic_user(b64: &str) -> Option<String> {

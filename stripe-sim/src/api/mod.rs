@@ -14,6 +14,9 @@ mod invoices;
 mod middleware;
 mod subscriptions;
 
+// The control API sits behind the same key check and request ids as `/v1`.
+pub(crate) use middleware::{auth, request_id};
+
 use axum::Router;
 use axum::extract::{FromRequest, Request};
 use axum::routing::{get, post};
@@ -132,7 +135,10 @@ pub(crate) fn router(sim: Simulator) -> Router {
         sim.clone(),
         middleware::rate_limit,
     ))
-    .layer(axum::middleware::from_fn(middleware::auth))
+    .layer(axum::middleware::from_fn_with_state(
+        sim.clone(),
+        middleware::auth,
+    ))
     .layer(axum::middleware::from_fn(middleware::request_id))
     .with_state(sim)
 }

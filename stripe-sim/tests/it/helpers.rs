@@ -14,6 +14,10 @@ use sha2::Sha256;
 
 pub const SECRET: &str = "whsec_test_secret_for_sim";
 
+/// The key the test clients send to `/v1` and `/_sim` (any test key passes without
+/// `SimConfig::api_key`).
+pub const API_KEY: &str = "sk_test_123";
+
 pub fn config() -> SimConfig {
     SimConfig {
         webhook_backoff: Duration::from_millis(20),
@@ -33,7 +37,7 @@ pub async fn spawn() -> SimHandle {
 }
 
 pub fn client(h: &SimHandle) -> stripe::Client {
-    stripe::ClientBuilder::new("sk_test_123")
+    stripe::ClientBuilder::new(API_KEY)
         .url(h.base_url.clone())
         .build()
         .unwrap()

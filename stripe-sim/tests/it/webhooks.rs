@@ -66,6 +66,7 @@ async fn failed_deliveries_are_retried_with_backoff_and_logged() {
     assert_eq!(statuses, [(1, Some(500)), (2, Some(500)), (3, Some(200))]);
     let json: serde_json::Value = http()
         .get(format!("{}_sim/deliveries", h.base_url))
+        .bearer_auth(API_KEY)
         .send()
         .await
         .unwrap()
@@ -362,6 +363,7 @@ async fn redeliver_sends_a_stored_event_again() {
     let id = r.all()[0].id();
     let resp = http()
         .post(format!("{}_sim/events/{id}/redeliver", h.base_url))
+        .bearer_auth(API_KEY)
         .send()
         .await
         .unwrap();
@@ -371,4 +373,40 @@ async fn redeliver_sends_a_stored_event_again() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].id(), id);
     assert!(!h.sim.redeliver("evt_unknown").await);
+}
+
+#[tokio::test]
+async fn a_redirect_from_a_webhook_endpoint_is_a_failed_delivery_and_is_not_followed() {
+    let (h, r) = setup().await;
+    // A loopback endpoint (all the control API accepts) that sends everything on to `r`.
+    let target = r.url.clone();
+    let app = axum::Router::new().route(
+        "/hop",
+        axum::routing::post(move || {
+            let target = target.clone();
+            async move {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [("location", target)],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hop = format!("http://{}/hop", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    h.sim
+        .set_webhook_endpoints(vec![msr_stripe_sim::WebhookEndpoint {
+            url: hop,
+            secret: SECRET.into(),
+        }]);
+    stripe_core::customer::CreateCustomer::new()
+        .send(&client(&h))
+        .await
+        .unwrap();
+    settle(&h).await;
+    let log = h.sim.deliveries();
+    assert!(!log.is_empty());
+    assert!(log.iter().all(|d| d.status == Some(307)), "{log:?}");
+    assert!(r.all().is_empty(), "the redirect was not followed");
 }
