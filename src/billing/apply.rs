@@ -239,7 +239,9 @@ pub async fn apply_batch(
         if let Some(outcome) = outcome {
             count_applied(state, &item.event.kind, *outcome);
             Counters::bump(&state.counters.events_batched);
+            // A batch runs outside any one event's span: name the event on the line itself.
             tracing::info!(
+                stripe.event_id = %item.event.id,
                 subscription = %item.snapshot.id,
                 status = item.snapshot.status.as_str(),
                 outcome = outcome.as_str(),

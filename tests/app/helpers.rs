@@ -441,12 +441,13 @@ impl StripeApp {
             .await
             .expect("checkout paid");
         self.settle().await;
-        let _ = outcome;
+        let paid = match outcome {
+            msr_stripe_sim::CheckoutOutcome::Completed { subscription, .. }
+            | msr_stripe_sim::CheckoutOutcome::RequiresAction { subscription } => subscription,
+        };
         let session = self.sim().object(&session).expect("session");
-        session["subscription"]
-            .as_str()
-            .expect("subscription id")
-            .to_owned()
+        assert_eq!(session["subscription"].as_str(), Some(paid.as_str()));
+        paid
     }
 
     /// The entitlement answer: (HTTP status, body).

@@ -14,15 +14,15 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
     let app = StripeApp::spawn_with(&[
         ("MSR_INTERNAL_API_KEY", internal),
         ("MSR_AUTH_SECRET", auth),
-        ("MSR_ADMIN_USER_IDS", "sec-admin"),
+        ("MSR_ADMIN_USER_IDS", "sec-journey-admin"),
     ])
     .await;
     // The whole journey: a user, checkout, payment, webhooks, the entitlement, a bad signature,
     // a sign-in hand-off, a page, an admin page, metrics.
-    app.create_user("sec", "sec@example.com").await;
+    app.create_user("sec-journey", "sec@example.com").await;
     let started = app
         .request(Method::POST, "/billing/checkout")
-        .header("X-User-Id", "sec")
+        .header("X-User-Id", "sec-journey")
         .bearer_auth(internal)
         .json(&json!({"plan": "monthly"}))
         .send()
@@ -38,9 +38,13 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
         .await
         .unwrap();
     app.settle().await;
+    let session_sub = app.sim().object(&session).expect("session")["subscription"]
+        .as_str()
+        .expect("a subscription")
+        .to_owned();
     let entitled = app
         .request(Method::GET, "/billing/entitlement")
-        .header("X-User-Id", "sec")
+        .header("X-User-Id", "sec-journey")
         .bearer_auth(internal)
         .send()
         .await
@@ -48,7 +52,7 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
     assert_eq!(entitled.status().as_u16(), 200);
     let wrong_key = app
         .request(Method::GET, "/billing/entitlement")
-        .header("X-User-Id", "sec")
+        .header("X-User-Id", "sec-journey")
         .bearer_auth("not-the-key")
         .send()
         .await
@@ -71,7 +75,7 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
         200
     );
     let token = msr_billing::auth::sign(
-        &json!({"sub": "sec-admin", "email": "a@example.com", "exp": now() + 60, "jti": "sec-1"}),
+        &json!({"sub": "sec-journey-admin", "email": "a@example.com", "exp": now() + 60, "jti": "sec-1"}),
         auth.as_bytes(),
     );
     let browser = reqwest::Client::builder()
@@ -88,7 +92,7 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
         .unwrap();
     assert_eq!(signed_in.status().as_u16(), 200);
     let admin = browser
-        .get(format!("{}/admin/users/sec", app.address))
+        .get(format!("{}/admin/users/sec-journey", app.address))
         .header("Accept", "text/html")
         .send()
         .await
@@ -108,9 +112,14 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
         .await
         .unwrap();
 
+    // The log store is the whole test run's: look only at this test's lines for what it did.
     let logs = captured_logs();
+    let own = |needle: &str| {
+        logs.lines()
+            .any(|l| l.contains(needle) && l.contains("user_id=sec-journey"))
+    };
     assert!(
-        logs.contains("user_id=sec"),
+        own("/billing/entitlement"),
         "request lines carry the user id: {}",
         logs.lines()
             .filter(|l| l.contains("/billing/entitlement"))
@@ -119,8 +128,14 @@ async fn no_configured_secret_appears_in_the_logs_of_a_full_run() {
             .join("\n")
     );
     assert!(
-        logs.contains("subscription synced") && logs.contains("hand-off"),
-        "the journey was logged"
+        logs.lines()
+            .any(|l| l.contains("subscription synced") && l.contains(&session_sub)),
+        "the journey's subscription was logged"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("signed in by hand-off") && l.contains("sec-journey-admin")),
+        "the journey's hand-off was logged"
     );
     for secret in [
         internal,

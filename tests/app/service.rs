@@ -76,8 +76,7 @@ async fn malformed_query_strings_are_client_errors() {
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    assert!(status == 400 || status == 422, "{status}");
+    assert_error(response, 422, "invalid_user_id").await;
 }
 
 #[tokio::test]

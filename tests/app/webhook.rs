@@ -78,6 +78,14 @@ async fn the_simulators_bad_deliveries_are_refused_and_retried() {
         .filter(|d| d.status == Some(400))
         .count();
     assert!(refused > 0);
+    assert!(
+        app.sim()
+            .deliveries()
+            .iter()
+            .any(|d| d.status == Some(400) && d.attempt > 1),
+        "a refused delivery is tried again: {:?}",
+        app.sim().deliveries()
+    );
 }
 
 #[tokio::test]
@@ -420,7 +428,7 @@ async fn old_event_payloads_are_reduced_to_id_type_and_outcome() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_forged_webhooks_is_refused_cheaply_while_real_ones_are_accepted() {
+async fn a_burst_of_forged_webhooks_is_refused_and_stores_nothing_while_real_ones_are_accepted() {
     let app = StripeApp::spawn().await;
     app.create_user("burst", "burst@example.com").await;
     let started = json(app.checkout("burst", "monthly").await).await;

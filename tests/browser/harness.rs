@@ -25,8 +25,9 @@ pub const PATIENCE: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(100);
 /// The secret the test app checks hand-off tokens with.
 const AUTH_SECRET: &str = "browser-test-secret-0123456789abcdef0";
-/// The phone the pages are looked at on (an iPhone 12-14 in CSS pixels).
-pub const PHONE: (u32, u32) = (390, 844);
+/// The phone the pages are looked at on: 360 CSS pixels wide, the narrowest common Android size
+/// (the README promises pages readable at 360 px).
+pub const PHONE: (u32, u32) = (360, 740);
 
 /// Browsers running at once: each is a Chromium plus a ChromeDriver, and the machine has two cores
 /// shared with other work; more at once only makes every wait slower.
@@ -85,12 +86,65 @@ pub struct App {
     pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+/// A PostgreSQL database made for one journey (`MSR_TEST_BACKEND=postgres`), dropped after it.
+struct PgDatabase {
+    server: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create() -> (PgDatabase, String) {
+        use sqlx::Connection;
+        let server = std::env::var("MSR_TEST_POSTGRES_URL")
+            .expect("MSR_TEST_BACKEND=postgres needs MSR_TEST_POSTGRES_URL");
+        let name = format!("msr_browser_{:016x}", rand::random::<u64>());
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create database");
+        let mut url = url::Url::parse(&server).expect("postgres URL");
+        url.set_path(&name);
+        (PgDatabase { server, name }, url.to_string())
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: a runtime of its own on another thread does the I/O.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::Executor::execute(&mut admin, sql.as_str()).await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 impl App {
     async fn spawn() -> App {
         let dir = tempfile::tempdir().expect("a temporary folder for the database");
-        let db = format!("sqlite://{}/t.db", dir.path().display());
+        let (pg, db) = if std::env::var("MSR_TEST_BACKEND").is_ok_and(|v| v == "postgres") {
+            let (pg, url) = PgDatabase::create().await;
+            (Some(pg), url)
+        } else {
+            (None, format!("sqlite://{}/t.db", dir.path().display()))
+        };
         let env: HashMap<String, String> = [
             ("MSR_LISTEN_ADDR", "127.0.0.1:0"),
             ("DATABASE_URL", db.as_str()),
@@ -119,6 +173,7 @@ impl App {
             state,
             stop: Some(stop),
             _dir: dir,
+            _pg: pg,
         }
     }
 
