@@ -499,3 +499,68 @@ async fn client_reference_id_links_a_customer_only_for_sessions_this_service_ope
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(customer_of().await.as_deref(), Some("cus_ours_1"));
 }
+
+#[tokio::test]
+async fn while_the_postgresql_listener_is_down_answers_come_from_the_store() {
+    let Some(server) = crate::helpers::postgres_url() else {
+        crate::helpers::skip(
+            "the PostgreSQL listener test",
+            "MSR_TEST_POSTGRES_URL is not set",
+        );
+        return;
+    };
+    let db = crate::helpers::TestDb::fresh_postgres(&server).await;
+    let app = TestApp::spawn_on(db, &[]).await;
+    crate::helpers::cache_trusted(&app).await;
+    app.create_user("listened", "listened@example.com").await;
+    assert_eq!(
+        app.entitlement("listened").await.status(),
+        StatusCode::PAYMENT_REQUIRED
+    );
+    // Keep the listener from coming back (existing connections stay), then cut its connection.
+    let db_name: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    let admin = |sql: String| {
+        let server = server.clone();
+        async move {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::Executor::execute(&mut c, sql.as_str()).await.unwrap();
+        }
+    };
+    admin(format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS false")).await;
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(cut, vec![true], "one listener was connected and cut");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.cache.enabled() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache was still trusted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Read while down (nothing may be kept), then out of band (no NOTIFY) a complimentary grant
+    // written straight into the store: answered at once, from the store.
+    assert_eq!(
+        app.entitlement("listened").await.status(),
+        StatusCode::PAYMENT_REQUIRED
+    );
+    sqlx::query("UPDATE users SET complimentary_until = $1 WHERE id = 'listened'")
+        .bind(now() + 86_400)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.entitlement("listened").await.status(), StatusCode::OK);
+    assert!(!app.state.cache.enabled(), "still bypassed");
+    admin(format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS true")).await;
+    // And the listener comes back: the cache is trusted again.
+    crate::helpers::cache_trusted(&app).await;
+}

@@ -259,7 +259,19 @@ struct Driver {
 }
 
 impl Driver {
+    /// Starts ChromeDriver on a free port. ChromeDriver cannot be handed a bound socket, so the port
+    /// is picked, released and then taken by ChromeDriver: another process may win it in between.
+    /// A ChromeDriver that exits at once (address in use) is started again on another port.
     async fn start() -> Driver {
+        for _ in 0..5 {
+            if let Some(driver) = Self::try_start().await {
+                return driver;
+            }
+        }
+        panic!("ChromeDriver did not start on any of five free ports");
+    }
+
+    async fn try_start() -> Option<Driver> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port for ChromeDriver")
@@ -271,20 +283,26 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("ChromeDriver starts");
-        let driver = Driver {
+        let mut driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let ready = client
-                .get(format!("{}/status", driver.url))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
+            if driver.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            // ChromeDriver's own answer, not whatever else may listen there.
+            let ready = match client.get(format!("{}/status", driver.url)).send().await {
+                Ok(r) if r.status().is_success() => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .is_ok_and(|v| v["value"]["ready"] == true),
+                _ => false,
+            };
             if ready {
-                return driver;
+                return Some(driver);
             }
             assert!(
                 Instant::now() < deadline,
