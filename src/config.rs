@@ -153,6 +153,9 @@ pub struct Settings {
     pub auth_signin_url: Option<Url>,
     /// `MSR_ADMIN_USER_IDS`: users who may see the admin pages (besides `role=admin` hand-offs).
     pub admin_user_ids: Vec<crate::domain::UserId>,
+    /// `MSR_ADMIN_ROLE_TTL`: how long a `role=admin` hand-off makes a session an admin (at most an
+    /// hour: the role is the Auth service's to take away, so it is asked again that often).
+    pub admin_role_ttl: Duration,
     /// `MSR_SESSION_IDLE`: a browser session ends after this long without a request.
     pub session_idle: Duration,
     /// `MSR_STATIC_DIR`: where the stylesheet and htmx are served from.
@@ -383,6 +386,16 @@ impl Settings {
                 .transpose()?
                 .unwrap_or_default(),
             session_idle: parse_duration_var(env, "MSR_SESSION_IDLE", Duration::hours(12))?,
+            admin_role_ttl: {
+                let ttl = parse_duration_var(env, "MSR_ADMIN_ROLE_TTL", Duration::hours(1))?;
+                if ttl <= Duration::zero() || ttl > Duration::hours(1) {
+                    return Err(ConfigError::new(
+                        "MSR_ADMIN_ROLE_TTL",
+                        "must be more than 0 and at most 1h",
+                    ));
+                }
+                ttl
+            },
             header_timeout: parse_duration_var(env, "MSR_HEADER_TIMEOUT", Duration::seconds(10))?,
             idle_timeout: parse_duration_var(env, "MSR_IDLE_TIMEOUT", Duration::seconds(60))?,
             max_connections: parse_number(env, "MSR_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,

@@ -18,10 +18,7 @@ const CSRF_KEY: &str = "csrf";
 /// The user's session generation at sign-in (`users.session_generation`).
 const GENERATION_KEY: &str = "generation";
 
-/// How long a `role=admin` hand-off makes a session an admin: the role is the Auth service's to
-/// take away, so it is asked again (a new hand-off) at least this often. `MSR_ADMIN_USER_IDS` is
-/// read on every request.
-pub const ADMIN_ROLE_SECS: i64 = 3600;
+
 
 /// The header htmx sends the CSRF token in (set once on `<body hx-headers>`).
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -172,7 +169,8 @@ impl FromRequestParts<AppState> for AdminUser {
 }
 
 /// Signs a user in: a new session id (no fixation), the user and their session generation, admin
-/// rights for [`ADMIN_ROLE_SECS`] when the Auth service said `role=admin`, a fresh CSRF token.
+/// rights for `MSR_ADMIN_ROLE_TTL` (at most an hour) when the Auth service said `role=admin`, a
+/// fresh CSRF token. `MSR_ADMIN_USER_IDS` is read on every request instead.
 pub async fn sign_in(
     session: &Session,
     state: &AppState,
@@ -195,7 +193,7 @@ pub async fn sign_in(
         session
             .insert(
                 ADMIN_UNTIL_KEY,
-                chrono::Utc::now().timestamp() + ADMIN_ROLE_SECS,
+                chrono::Utc::now().timestamp() + state.settings.admin_role_ttl.num_seconds(),
             )
             .await
             .map_err(store_error)?;

@@ -564,3 +564,48 @@ async fn while_the_postgresql_listener_is_down_answers_come_from_the_store() {
     // And the listener comes back: the cache is trusted again.
     crate::helpers::cache_trusted(&app).await;
 }
+
+#[tokio::test]
+async fn a_role_admin_hand_off_lasts_only_as_long_as_the_admin_role_ttl() {
+    let app = TestApp::spawn_with(&[
+        ("MSR_AUTH_SECRET", AUTH_SECRET),
+        ("MSR_ADMIN_ROLE_TTL", "1s"),
+    ])
+    .await;
+    let client = browser();
+    let claims = json!({"sub": "temp-admin", "email": "t@example.com", "exp": now() + 120,
+        "iat": now(), "jti": "role-ttl-1", "role": "admin"});
+    let token = msr_billing::auth::sign(&claims, AUTH_SECRET.as_bytes());
+    assert_eq!(
+        open_handoff(&app, &client, &token).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let admin_page = || async {
+        client
+            .get(format!("{}/admin", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(admin_page().await, StatusCode::OK);
+    // Asked on every request: once the role's time is up the same session is an owner's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while admin_page().await != StatusCode::FORBIDDEN {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the admin role outlived MSR_ADMIN_ROLE_TTL"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        client
+            .get(format!("{}/account", app.address))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "still signed in"
+    );
+}
