@@ -12,7 +12,13 @@ fn skip(why: &str) {
     if std::env::var("MSR_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
         panic!("python official-library suite required (MSR_TEST_REQUIRE_ALL=1) but: {why}");
     }
-    println!("SKIPPED python official-library suite: {why}");
+    // Straight to stderr, past the test harness's capture (it takes `println!` and shows it only
+    // for a failed test): a skip must show in a plain `cargo test`.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED python official-library suite: {why}"
+    );
 }
 
 fn python() -> String {

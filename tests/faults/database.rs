@@ -2,18 +2,24 @@
 //!
 //! - SQLite, read-only disk: `chattr +i` on the database, its WAL and shared-memory files (as root,
 //!   `chmod 0444` changes nothing: root writes through it; the immutable flag stops even writes on
-//!   descriptors opened before).
+//!   descriptors opened before). Where the flag cannot be set (no CAP_LINUX_IMMUTABLE, or a file
+//!   system without it), the database lives on a small tmpfs of its own and the drill fills that
+//!   instead: every write then fails with SQLITE_FULL. (A read-only remount is no way out: the kernel
+//!   refuses it while the service holds the files open for writing.) A drill of its own runs the
+//!   full disk everywhere, so that way stays tested where `chattr` works.
 //! - SQLite, locked: another connection holds `BEGIN EXCLUSIVE` (every write waits, then fails).
 //! - PostgreSQL: first its connections are killed over and over (`pg_terminate_backend`) while new
 //!   ones are allowed (a flapping database), then `ALLOW_CONNECTIONS false` as well (gone).
 //!
 //! While it is gone: webhooks answer 503 (never 200 for an event that was not recorded), the
-//! process stays up, `/readyz` answers 503 where the outage can be seen. When it is back:
-//! readiness and ingest recover without a restart, and nothing is lost.
+//! process stays up, `/readyz` answers 503 where the outage can be seen (PostgreSQL refusing
+//! connections; an SQLite file that cannot be written, which its write probe finds). When it is
+//! back: readiness and ingest recover without a restart, and nothing is lost.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use msr_stripe_sim::Fault;
@@ -22,16 +28,27 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_sqlite_database_during_a_burst_refuses_webhooks_and_loses_nothing() {
-    if let Some(db) = sqlite_with_immutable_flag() {
-        database_gone(db, Kind::SqliteReadOnly, Refusal::Any5xx).await;
+    if let Some(db) = sqlite_that_can_be_made_unwritable() {
+        database_gone(db, Kind::SqliteUnwritable, Refusal::Any5xx).await;
     }
 }
 
 /// The same drill, holding the service to its contract: 503 when an event cannot be recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_sqlite_database_answers_webhooks_503() {
-    if let Some(db) = sqlite_with_immutable_flag() {
-        database_gone(db, Kind::SqliteReadOnly, Refusal::Only503).await;
+    if let Some(db) = sqlite_that_can_be_made_unwritable() {
+        database_gone(db, Kind::SqliteUnwritable, Refusal::Only503).await;
+    }
+}
+
+/// The other way of taking SQLite's writes away, on every machine that can mount a tmpfs: the disk
+/// under the database fills up (SQLITE_FULL rather than an I/O error). It is also the fallback of
+/// the drills above where `chattr +i` is not permitted, and this keeps it tested where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_sqlite_during_a_burst_answers_webhooks_503_and_loses_nothing() {
+    match FaultDb::sqlite_on_own_disk(DISK_MIB) {
+        Ok(db) => database_gone(db, Kind::SqliteUnwritable, Refusal::Only503).await,
+        Err(why) => skip("SQLite full-disk drill", &why),
     }
 }
 
@@ -68,17 +85,37 @@ async fn a_postgresql_database_refusing_connections_answers_webhooks_503() {
     .await;
 }
 
-/// A fresh SQLite database, when this machine lets the test flag files immutable.
-fn sqlite_with_immutable_flag() -> Option<FaultDb> {
+/// The size of the tmpfs a full-disk drill puts the database on: room for the drills' database and
+/// a WAL of SQLite's 1000-page checkpoint size several times over.
+const DISK_MIB: u32 = 32;
+
+/// A fresh SQLite database that the drill can make unwritable: by the immutable flag where this
+/// machine lets the test set it, else on a tmpfs of its own that the drill fills (saying so, as the
+/// failure the service sees differs: SQLITE_FULL instead of an I/O error). `None`, after reporting
+/// the skip, where neither can be had.
+fn sqlite_that_can_be_made_unwritable() -> Option<FaultDb> {
     let db = FaultDb::sqlite();
     if immutable_flag_works(db.dir.path()) {
-        Some(db)
-    } else {
-        skip(
-            "SQLite read-only drill",
-            "chattr +i is not permitted here (needs root with CAP_LINUX_IMMUTABLE on ext4/xfs/btrfs)",
-        );
-        None
+        return Some(db);
+    }
+    match FaultDb::sqlite_on_own_disk(DISK_MIB) {
+        Ok(db) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SQLite read-only drill: chattr +i is not permitted here; filling a tmpfs under the database instead"
+            );
+            Some(db)
+        }
+        Err(why) => {
+            skip(
+                "SQLite read-only drill",
+                &format!(
+                    "chattr +i is not permitted here (needs root with CAP_LINUX_IMMUTABLE on \
+                     ext4/xfs/btrfs), and the full-disk fallback cannot be had: {why}"
+                ),
+            );
+            None
+        }
     }
 }
 
@@ -94,7 +131,9 @@ enum Refusal {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    SqliteReadOnly,
+    /// No write reaches the file: flagged immutable, or its disk full (whichever the database was
+    /// made for, see [`Outage::start`]).
+    SqliteUnwritable,
     SqliteLocked,
     Postgres,
 }
@@ -159,6 +198,19 @@ async fn database_gone(db: FaultDb, kind: Kind, refusal: Refusal) {
             "the service died while the database was gone:\n{}",
             service.log()
         );
+    }
+    if kind == Kind::SqliteUnwritable && !seen.ready.contains_key("503") {
+        // The write probe runs at most every 2 s and its answer is shared meanwhile: give it the
+        // time to run once more while nothing can be written.
+        let svc = &service;
+        if wait_until(Duration::from_secs(10), move || async move {
+            svc.readyz().await == Some(503)
+        })
+        .await
+        .is_some()
+        {
+            *seen.ready.entry("503".into()).or_default() += 1;
+        }
     }
     let gone_deliveries: Vec<_> = sim
         .deliveries()
@@ -248,6 +300,13 @@ async fn database_gone(db: FaultDb, kind: Kind, refusal: Refusal) {
             seen.ready
         );
     }
+    if kind == Kind::SqliteUnwritable {
+        assert!(
+            seen.ready.contains_key("503"),
+            "/readyz never said 503 while the SQLite file could not be written: {:?}",
+            seen.ready
+        );
+    }
     // Nothing lost: Stripe's events all recorded and applied, the store equal to Stripe.
     assert_all_done(&rows, &emitted(sim), "Stripe's events");
     let wrong = store_vs_truth(&pool, sim).await;
@@ -325,7 +384,9 @@ async fn expire_leases_taken_before(pool: &sqlx::AnyPool, restored_unix: i64) ->
 
 enum Outage {
     /// Files flagged immutable; cleared on `end` (and on drop, so the folder can be removed).
-    ReadOnly(Vec<PathBuf>),
+    Immutable(Vec<PathBuf>),
+    /// The file that fills the database's disk; removed on `end` (and on drop).
+    DiskFull(PathBuf),
     Locked(sqlx::SqliteConnection),
     Postgres {
         server: String,
@@ -339,7 +400,10 @@ impl Outage {
     async fn start(db: &FaultDb, kind: Kind) -> Outage {
         use sqlx::{Connection, Executor};
         match kind {
-            Kind::SqliteReadOnly => {
+            Kind::SqliteUnwritable if db.own_disk().is_some() => {
+                Outage::DiskFull(fill_disk_under(db).await)
+            }
+            Kind::SqliteUnwritable => {
                 let file = db.sqlite_file();
                 let files: Vec<PathBuf> = ["", "-wal", "-shm"]
                     .iter()
@@ -349,7 +413,7 @@ impl Outage {
                 for f in &files {
                     chattr(f, "+i");
                 }
-                Outage::ReadOnly(files)
+                Outage::Immutable(files)
             }
             Kind::SqliteLocked => {
                 let mut c = sqlx::SqliteConnection::connect(&db.url)
@@ -411,10 +475,13 @@ impl Outage {
         use sqlx::Executor;
         let mut ended = std::mem::replace(self, Outage::Ended);
         match &mut ended {
-            Outage::ReadOnly(files) => {
+            Outage::Immutable(files) => {
                 for f in files.iter() {
                     chattr(f, "-i");
                 }
+            }
+            Outage::DiskFull(filler) => {
+                std::fs::remove_file(&*filler).expect("remove the filler");
             }
             Outage::Locked(c) => {
                 c.execute("ROLLBACK").await.expect("release the lock");
@@ -440,10 +507,13 @@ impl Outage {
 impl Drop for Outage {
     fn drop(&mut self) {
         match self {
-            Outage::ReadOnly(files) => {
+            Outage::Immutable(files) => {
                 for f in files.iter() {
                     let _ = Command::new("chattr").arg("-i").arg(f).status();
                 }
+            }
+            Outage::DiskFull(filler) => {
+                let _ = std::fs::remove_file(&*filler);
             }
             Outage::Postgres { killer, .. } => killer.abort(),
             // The database's own drop re-allows connections before dropping it.
@@ -477,6 +547,78 @@ async fn admin_execute(server: &str, sql: &str) {
     admin.execute(sql).await.expect(sql);
 }
 
+/// Fills the database's own disk so that no write can commit; returns the filler file.
+///
+/// Filling alone is not enough: SQLite reuses its WAL from the start after a checkpoint, and
+/// overwriting space the file has needs no new space. So the WAL is checkpointed into the database
+/// and truncated to nothing first (room the database file may need to grow into is still there),
+/// the disk is filled, and the WAL truncated once more (for what the service wrote in between). A
+/// commit must then grow the WAL, and fails with SQLITE_FULL. Should the second checkpoint itself
+/// need room (the service wrote pages past the end of the file in between), the filler goes and
+/// it starts again.
+async fn fill_disk_under(db: &FaultDb) -> PathBuf {
+    use sqlx::{Connection, Executor};
+    let disk = db.own_disk().expect("a database on a disk of its own");
+    let filler = disk.join("filler");
+    let wal = PathBuf::from(format!("{}-wal", db.sqlite_file().display()));
+    let mut c = sqlx::SqliteConnection::connect(&db.url)
+        .await
+        .expect("a connection of the test's own");
+    c.execute("PRAGMA busy_timeout = 2000")
+        .await
+        .expect("busy_timeout");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the disk under the database could not be filled with an empty WAL within 20 s: {last}"
+        );
+        let _ = std::fs::remove_file(&filler);
+        match truncate_wal(&mut c).await {
+            Ok(()) => {}
+            Err(why) => {
+                last = format!("before filling: {why}");
+                continue;
+            }
+        }
+        fill(&filler);
+        match truncate_wal(&mut c).await {
+            Ok(()) if std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0 => break,
+            Ok(()) => last = "the WAL is not empty after the checkpoint".into(),
+            Err(why) => last = format!("after filling: {why}"),
+        }
+    }
+    let _ = c.close().await;
+    filler
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`: everything in the WAL into the database, the WAL emptied.
+async fn truncate_wal(c: &mut sqlx::SqliteConnection) -> Result<(), String> {
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *c)
+        .await
+        .map_err(|e| e.to_string())?;
+    if busy == 0 {
+        Ok(())
+    } else {
+        Err("the checkpoint was blocked by a reader or writer".into())
+    }
+}
+
+/// Writes zeros to `path` until the file system has no byte left.
+fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).expect("the filler file");
+    let chunk = vec![0u8; 1 << 20];
+    loop {
+        match f.write_all(&chunk) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+}
+
 fn chattr(path: &std::path::Path, flag: &str) {
     let ok = Command::new("chattr")
         .arg(flag)
@@ -496,6 +638,7 @@ fn immutable_flag_works(dir: &std::path::Path) -> bool {
     let set = Command::new("chattr")
         .arg("+i")
         .arg(&probe)
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if set {
@@ -510,7 +653,7 @@ fn immutable_flag_works(dir: &std::path::Path) -> bool {
 /// failed event is (first back-off 2 s) — not left alone for the whole lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_cut_off_by_the_outage_is_applied_soon_after_the_database_returns() {
-    let Some(db) = sqlite_with_immutable_flag() else {
+    let Some(db) = sqlite_that_can_be_made_unwritable() else {
         return;
     };
     let stripe = simulator().await;
@@ -550,7 +693,7 @@ async fn an_event_cut_off_by_the_outage_is_applied_soon_after_the_database_retur
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut outage = Outage::start(&db, Kind::SqliteReadOnly).await;
+    let mut outage = Outage::start(&db, Kind::SqliteUnwritable).await;
     let answer = post.await.expect("task");
     assert_eq!(answer.ok(), Some(200), "recorded before the outage");
     tokio::time::sleep(Duration::from_millis(500)).await;

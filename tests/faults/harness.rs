@@ -32,7 +32,10 @@ pub fn skip(drill: &str, why: &str) {
     if std::env::var("MSR_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!("{drill} cannot be skipped with MSR_TEST_REQUIRE_ALL=1: {why}");
     }
-    eprintln!("SKIPPED {drill}: {why}");
+    // Straight to stderr, past the test harness's capture (it takes `eprintln!` and shows it only
+    // for a failed test): a skip must show in a plain `cargo test`.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {drill}: {why}");
 }
 
 /// The PostgreSQL server, or `None` after reporting the skip.
@@ -54,13 +57,51 @@ pub struct FaultDb {
     /// The folder of the SQLite file (also where the service runs and logs).
     pub dir: tempfile::TempDir,
     pg: Option<(String, String)>,
+    /// A file system of the database's own, mounted inside `dir` (unmounted when this is dropped).
+    disk: Option<PathBuf>,
 }
 
 impl FaultDb {
     pub fn sqlite() -> FaultDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("billing.db").display());
-        FaultDb { url, dir, pg: None }
+        FaultDb {
+            url,
+            dir,
+            pg: None,
+            disk: None,
+        }
+    }
+
+    /// An SQLite database on a small file system of its own, so a drill can fill it: a tmpfs of
+    /// `mib` MiB mounted at `disk/` in the drill's folder. Only the database (with its WAL and
+    /// shared-memory files) is on it; the service's log stays beside it, on the real disk. Needs
+    /// root with CAP_SYS_ADMIN and util-linux's `mount`; the error says why it cannot be had.
+    pub fn sqlite_on_own_disk(mib: u32) -> Result<FaultDb, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let disk = dir.path().join("disk");
+        std::fs::create_dir(&disk).expect("the mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700")])
+            .arg("msr-fault-disk")
+            .arg(&disk)
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let first = err.lines().next().unwrap_or_default().trim();
+                return Err(format!("mount -t tmpfs failed ({first})"));
+            }
+            Err(e) => return Err(format!("mount cannot run ({e})")),
+        }
+        let url = format!("sqlite://{}", disk.join("billing.db").display());
+        Ok(FaultDb {
+            url,
+            dir,
+            pg: None,
+            disk: Some(disk),
+        })
     }
 
     pub async fn postgres(server: &str) -> FaultDb {
@@ -79,6 +120,7 @@ impl FaultDb {
             url: url.to_string(),
             dir: tempfile::tempdir().expect("temp dir"),
             pg: Some((server.to_owned(), name)),
+            disk: None,
         }
     }
 
@@ -89,7 +131,15 @@ impl FaultDb {
     /// The SQLite file (panics on PostgreSQL).
     pub fn sqlite_file(&self) -> PathBuf {
         assert!(self.is_sqlite());
-        self.dir.path().join("billing.db")
+        self.disk
+            .as_deref()
+            .unwrap_or(self.dir.path())
+            .join("billing.db")
+    }
+
+    /// The file system of the database's own ([`FaultDb::sqlite_on_own_disk`]), if it has one.
+    pub fn own_disk(&self) -> Option<&Path> {
+        self.disk.as_deref()
     }
 
     /// `(server URL, database name)` on PostgreSQL.
@@ -112,6 +162,11 @@ impl FaultDb {
 
 impl Drop for FaultDb {
     fn drop(&mut self) {
+        if let Some(disk) = self.disk.take() {
+            // Lazily: a process still holding a file there lets go when it ends; the mount point
+            // is then an empty folder that the temp dir removes.
+            let _ = Command::new("umount").arg("--lazy").arg(&disk).status();
+        }
         let Some((server, name)) = self.pg.take() else {
             return;
         };
@@ -293,8 +348,24 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts the binary and waits until `/readyz` answers 200.
+    /// Starts the binary and waits until it serves. The port was free when picked (or was this
+    /// service's before a restart), but another process may take it in between: a start that
+    /// fails to bind (EADDRINUSE) is tried again on the same port a few times.
     pub async fn start(config: &ServiceConfig) -> Service {
+        for _ in 0..10 {
+            let mut service = Self::spawn(config);
+            match service.wait_ready(Duration::from_secs(20)).await {
+                Ok(()) => return service,
+                Err(log) if log.contains("cannot listen on") => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(log) => panic!("the service exited during start-up:\n{log}"),
+            }
+        }
+        panic!("port {} stayed taken by another process", config.port);
+    }
+
+    fn spawn(config: &ServiceConfig) -> Service {
         let log_path = next_log_path(&config.dir, config.port);
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_msr-billing"));
@@ -310,30 +381,29 @@ impl Service {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("the service binary starts");
-        let mut service = Service {
+        Service {
             port: config.port,
             base: format!("http://127.0.0.1:{}", config.port),
             log_path,
             child,
-        };
-        service.wait_ready(Duration::from_secs(20)).await;
-        service
+        }
     }
 
-    async fn wait_ready(&mut self, within: Duration) {
+    /// Waits until this process logged that it serves and `/readyz` answers 200 (an answer on the
+    /// port counts only once this process has bound it: another process may listen there); the
+    /// log of a process that exited instead.
+    async fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
         let client = client();
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.exited() {
-                panic!(
-                    "the service exited during start-up ({status}):\n{}",
-                    self.log()
-                );
+                return Err(format!("({status})\n{}", self.log()));
             }
-            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+            if self.log().contains("\"serving\"")
+                && let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
                 && r.status() == 200
             {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
@@ -772,11 +842,15 @@ pub fn synced_per_event(logs: &[String]) -> HashMap<String, usize> {
         if v["message"] != "subscription synced" {
             continue;
         }
-        let id = v["span"]["stripe.event_id"].as_str().or_else(|| {
-            v["spans"]
-                .as_array()
-                .and_then(|spans| spans.iter().find_map(|s| s["stripe.event_id"].as_str()))
-        });
+        // The single-event path logs inside the event's span; a batch names the event on the line.
+        let id = v["stripe.event_id"]
+            .as_str()
+            .or_else(|| v["span"]["stripe.event_id"].as_str())
+            .or_else(|| {
+                v["spans"]
+                    .as_array()
+                    .and_then(|spans| spans.iter().find_map(|s| s["stripe.event_id"].as_str()))
+            });
         if let Some(id) = id {
             *count.entry(id.to_owned()).or_default() += 1;
         }
