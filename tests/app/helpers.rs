@@ -248,6 +248,16 @@ impl TestApp {
             .request(method, format!("{}{}", self.address, path))
     }
 
+    /// `POST /billing/checkout` as a service would (`X-User-Id`, JSON).
+    pub async fn checkout(&self, user: &str, plan: &str) -> Response {
+        self.request(Method::POST, "/billing/checkout")
+            .header("X-User-Id", user)
+            .json(&serde_json::json!({"plan": plan}))
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn create_user(&self, id: &str, email: &str) -> Response {
         self.request(Method::POST, "/dev/create_user")
             .query(&[("user_id", id), ("email", email)])
@@ -411,15 +421,6 @@ impl StripeApp {
                 .await,
             "deliveries did not finish"
         );
-    }
-
-    pub async fn checkout(&self, user: &str, plan: &str) -> Response {
-        self.request(Method::POST, "/billing/checkout")
-            .header("X-User-Id", user)
-            .json(&serde_json::json!({"plan": plan}))
-            .send()
-            .await
-            .expect("request")
     }
 
     /// A user who went through Checkout and paid with the given card; returns the subscription id.

@@ -209,15 +209,7 @@ impl TestApp {
 async fn the_return_page_asks_stripe_only_about_the_callers_own_recorded_sessions() {
     let app = TestApp::spawn().await;
     app.create_user("owner", "owner@example.com").await;
-    let started = json(
-        app.request(Method::POST, "/billing/checkout")
-            .header("X-User-Id", "owner")
-            .json(&json!({"plan": "weekly"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let started = json(app.checkout("owner", "weekly").await).await;
     let session = started["session_id"].as_str().unwrap().to_owned();
     let other = browser();
     dev_sign_in(&app, &other, "other").await;
@@ -252,15 +244,7 @@ async fn return_polls_are_capped_by_the_server_whatever_the_page_sends() {
     let app = TestApp::spawn().await;
     let owner = browser();
     dev_sign_in(&app, &owner, "poller").await;
-    let started = json(
-        app.request(Method::POST, "/billing/checkout")
-            .header("X-User-Id", "poller")
-            .json(&json!({"plan": "weekly"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let started = json(app.checkout("poller", "weekly").await).await;
     let session = started["session_id"].as_str().unwrap().to_owned();
     let poll = || async {
         owner
