@@ -194,6 +194,9 @@ impl Application {
             tokio::spawn(async move {
                 let mut connection = std::pin::pin!(connection);
                 let mut closing = false;
+                // An idle HTTP/2 peer is asked to go away (GOAWAY, then a PING it must answer);
+                // one that does not answer is dropped after this.
+                let mut drop_at: Option<tokio::time::Instant> = None;
                 let mut idle_check = tokio::time::interval(idle_limit / 4);
                 loop {
                     tokio::select! {
@@ -211,8 +214,18 @@ impl Application {
                             if activity.idle_for() >= idle_limit {
                                 tracing::debug!("closing an idle connection");
                                 closing = true;
+                                drop_at = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
                                 connection.as_mut().graceful_shutdown();
                             }
+                        }
+                        () = async {
+                            match drop_at {
+                                Some(at) => tokio::time::sleep_until(at).await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            tracing::debug!("an idle connection did not close; dropping it");
+                            break;
                         }
                     }
                 }
@@ -336,6 +349,9 @@ const H2_MAX_STREAMS: u32 = 100;
 /// How often an open HTTP/2 connection is pinged, and how long the answer may take.
 const H2_PING_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
 const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long an idle connection asked to close may take to do so before it is dropped.
+const IDLE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a connection is doing: requests in flight, and when the last one ended.
 struct Activity {

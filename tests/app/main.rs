@@ -6,6 +6,7 @@ mod helpers;
 mod billing;
 mod commands;
 mod dev_routes;
+mod edges;
 mod entitlement;
 mod hardening;
 mod journeys;
