@@ -18,8 +18,6 @@ const CSRF_KEY: &str = "csrf";
 /// The user's session generation at sign-in (`users.session_generation`).
 const GENERATION_KEY: &str = "generation";
 
-
-
 /// The header htmx sends the CSRF token in (set once on `<body hx-headers>`).
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The form field that carries the CSRF token.

@@ -204,7 +204,10 @@ async fn the_portal_needs_a_customer_and_then_returns_a_url() {
     let url = json(ok).await["url"].as_str().unwrap().to_owned();
     // The portal session is the owner's own customer's, and comes back to the configured page.
     let id = url.rsplit('/').next().unwrap();
-    let portal = app.sim().object(id).expect("a portal session in the simulator");
+    let portal = app
+        .sim()
+        .object(id)
+        .expect("a portal session in the simulator");
     let customer = json(app.dev_status("p2").await).await["user"]["stripe_customer_id"].clone();
     assert_eq!(portal["customer"], customer, "{portal}");
     assert_eq!(
