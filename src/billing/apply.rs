@@ -307,6 +307,8 @@ async fn apply_event(state: &AppState, event: &EventEnvelope) -> Result<EventSta
     ) {
         let info = objects::checkout_session(&event.object).map_err(AppError::Internal)?;
         apply_checkout_session(state, &info, Some(event), event.created).await
+    } else if kind == "checkout.session.expired" {
+        expire_checkout_session(state, event).await
     } else if kind.starts_with("invoice.") {
         let Some(subscription) = objects::invoice_subscription(&event.object) else {
             return finish_alone(state, &event.id, EventState::Ignored, None, None).await;
@@ -330,6 +332,25 @@ async fn apply_event(state: &AppState, event: &EventEnvelope) -> Result<EventSta
     } else {
         finish_alone(state, &event.id, EventState::Ignored, None, None).await
     }
+}
+
+/// Stripe expired a Checkout Session: the next checkout for that plan must not hand it back.
+async fn expire_checkout_session(
+    state: &AppState,
+    event: &EventEnvelope,
+) -> Result<EventState, AppError> {
+    let Some(id) = event.object.get("id").and_then(|v| v.as_str()) else {
+        return finish_alone(state, &event.id, EventState::Ignored, None, None).await;
+    };
+    let mut tx = state.db.begin_write().await?;
+    let owner = db::checkout::expire(&mut tx, id).await?;
+    tx.commit().await?;
+    let outcome = if owner.is_some() {
+        EventState::Applied
+    } else {
+        EventState::Ignored
+    };
+    finish_alone(state, &event.id, outcome, owner.as_deref(), None).await
 }
 
 async fn apply_subscription_event(

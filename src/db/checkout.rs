@@ -160,6 +160,32 @@ pub async fn close_all_for_user(
     close_where(conn, &[user], "complete", None).await
 }
 
+/// Closes one session Stripe says it expired (`checkout.session.expired`) and moves its
+/// Idempotency-Key attempt on, so the next checkout for that plan opens a new session. Returns
+/// the session's owner, or `None` when this service did not open it or it was closed already.
+pub async fn expire(
+    conn: &mut sqlx::AnyConnection,
+    session_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE checkout_sessions SET status = 'expired' WHERE id = $1 AND status = 'open' \
+         RETURNING user_id, plan",
+    )
+    .bind(session_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let user: String = row.try_get("user_id")?;
+    let plan: String = row.try_get("plan")?;
+    sqlx::query("UPDATE stripe_request_attempts SET attempt = attempt + 1 WHERE purpose = $1")
+        .bind(format!("checkout:{user}:{plan}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(user))
+}
+
 /// Closes the user's sessions that Stripe has expired (or is about to).
 pub async fn expire_stale(pool: &sqlx::AnyPool, user: &str, now: i64) -> Result<u64, sqlx::Error> {
     let mut conn = pool.acquire().await?;

@@ -548,7 +548,16 @@ async fn replay(
     let event = db::events::find(&state.db.pool, &id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no event {id:?}")))?;
-    let named = event.user_id.as_deref().and_then(|u| UserId::parse(u).ok());
+    // Whose entitlement the replay may change: the event's user, or its customer's.
+    let named = match event.user_id.as_deref().and_then(|u| UserId::parse(u).ok()) {
+        Some(user) => Some(user),
+        None => match event.customer_id.as_deref() {
+            Some(customer) => db::users::find_by_customer(&state.db.pool, customer)
+                .await?
+                .map(|u| u.id),
+            None => None,
+        },
+    };
     let before = match &named {
         Some(u) if db::users::find(&state.db.pool, u).await?.is_some() => {
             Some(describe(&state, u).await?)
@@ -563,8 +572,14 @@ async fn replay(
         .await?
         .and_then(|e| e.user_id)
         .and_then(|u| UserId::parse(&u).ok());
-    match (matched.or(named), before) {
-        (Some(user), Some(before)) => {
+    let user = match matched.or(named) {
+        Some(user) if db::users::find(&state.db.pool, &user).await?.is_some() => Some(user),
+        _ => None,
+    };
+    match user {
+        Some(user) => {
+            // A user matched only by the replay had no entitlement of this event's before it.
+            let before = before.unwrap_or_else(|| "— (not matched before the replay)".into());
             audited(
                 &state,
                 &admin,
@@ -574,7 +589,7 @@ async fn replay(
             )
             .await
         }
-        _ => {
+        None => {
             tracing::info!(admin = %admin, event = %event.id, result, "admin replayed an event");
             Ok(Redirect::to("/admin/events").into_response())
         }

@@ -17,6 +17,8 @@ const ADMIN_UNTIL_KEY: &str = "admin_until";
 const CSRF_KEY: &str = "csrf";
 /// The user's session generation at sign-in (`users.session_generation`).
 const GENERATION_KEY: &str = "generation";
+/// When (unix milliseconds) the session's expiry was last moved on; see [`keep_alive`].
+const SEEN_KEY: &str = "seen_ms";
 
 /// The header htmx sends the CSRF token in (set once on `<body hx-headers>`).
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -69,6 +71,7 @@ pub(crate) async fn read_user(
         sign_out(&session).await?;
         return Ok(None);
     }
+    keep_alive(&session, state).await?;
     let admin_by_role = session
         .get::<i64>(ADMIN_UNTIL_KEY)
         .await
@@ -86,6 +89,26 @@ pub(crate) async fn read_user(
         csrf,
         session,
     }))
+}
+
+/// Moves the session's idle expiry on. The session layer saves (and so extends) a session only
+/// when it changed, so a browser that only reads pages would be signed out `MSR_SESSION_IDLE`
+/// after sign-in however busy it was. Touching a timestamp makes the save; it is done at most
+/// once per eighth of the idle time (and at least once a minute), so a session ends between
+/// `idle - min(idle / 8, 60 s)` and `idle` after its last request, for one write per interval.
+async fn keep_alive(session: &Session, state: &AppState) -> Result<(), AppError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let idle = state.settings.session_idle.num_milliseconds();
+    let every = (idle / 8).min(60_000);
+    let seen = session
+        .get::<i64>(SEEN_KEY)
+        .await
+        .map_err(store_error)?
+        .unwrap_or(0);
+    if now.saturating_sub(seen) >= every {
+        session.insert(SEEN_KEY, now).await.map_err(store_error)?;
+    }
+    Ok(())
 }
 
 /// The session's CSRF token, made now if it has none: forms shown to a signed-out browser (the
@@ -185,6 +208,10 @@ pub async fn sign_in(
         .map_err(store_error)?;
     session
         .insert(GENERATION_KEY, generation)
+        .await
+        .map_err(store_error)?;
+    session
+        .insert(SEEN_KEY, chrono::Utc::now().timestamp_millis())
         .await
         .map_err(store_error)?;
     if admin {

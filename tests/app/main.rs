@@ -3,12 +3,13 @@
 
 mod helpers;
 
+mod admin;
 mod billing;
 mod commands;
+mod coverage;
 mod dev_routes;
 mod edges;
 mod entitlement;
-mod hardening;
 mod journeys;
 mod openapi;
 mod pages;
