@@ -40,3 +40,31 @@ pub fn init_to(format: LogFormat, stderr: bool) {
             .try_init(),
     };
 }
+
+/// A counter with one label whose name and value are fixed strings, looked up in the registry
+/// once (for counters bumped on hot paths).
+pub fn static_counter(
+    name: &'static str,
+    label: &'static str,
+    value: &'static str,
+) -> metrics::Counter {
+    type Table = std::sync::RwLock<
+        std::collections::HashMap<(&'static str, &'static str, &'static str), metrics::Counter>,
+    >;
+    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    let key = (name, label, value);
+    if let Some(counter) = table
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return counter.clone();
+    }
+    let counter = metrics::counter!(name, label => value);
+    table
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, counter.clone());
+    counter
+}

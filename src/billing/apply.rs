@@ -1,20 +1,21 @@
 //! Applying Stripe events to the store, never trusting their order.
 //!
-//! - A subscription event's object is applied only if the event is newer (`created`) than the last
-//!   one applied to that subscription; an older one is recorded as skipped.
-//! - Equal timestamps (Stripe's clock has one-second steps) and events whose object is not the
-//!   subscription (checkout sessions, invoices) re-fetch the subscription from Stripe and write that.
-//! - Every write of a subscription, the entitlement derived from it and the event's outcome happen in
-//!   one transaction, with the subscription's row locked (PostgreSQL) or the database's single writer
-//!   held (SQLite `BEGIN IMMEDIATE`).
+//! Each kind of event becomes evidence about a subscription ([`crate::domain::ordering`]): a
+//! subscription event's payload at its `created`; anything else about a subscription (a Checkout
+//! Session, an invoice, a payload we cannot read) is answered by fetching the subscription from
+//! Stripe. Either way the snapshot goes through the one write path, [`write::write`], which decides
+//! it by the ordering rule and writes the subscription, the entitlement and the event's outcome in
+//! one transaction; a tie with the stored watermark comes back as "re-fetch", and the fetched
+//! subscription goes through the same path.
 
 use chrono::Utc;
 use sqlx::AnyConnection;
 
+use crate::billing::write::{self, Incoming, Outcome};
 use crate::db;
 use crate::db::events::EventState;
-use crate::db::subscriptions::StoredSubscription;
-use crate::domain::{StripeStatus, SubscriptionSnapshot, UserId};
+use crate::domain::ordering::Evidence;
+use crate::domain::{SubscriptionSnapshot, UserId};
 use crate::error::AppError;
 use crate::state::{AppState, Counters};
 use crate::stripe::StripeCallError;
@@ -119,137 +120,58 @@ impl BatchItem {
     }
 }
 
-/// Applies claimed subscription events in one write transaction with a fixed number of statements
-/// (the webhook pipeline's fast path): who owns each customer, the stored subscriptions (locked),
-/// then every write as one multi-row statement per table. Each event is decided as
-/// [`process_claimed`] would (applied if newer than the subscription's watermark, else skipped), in
-/// the order given, later events of a subscription seeing the earlier ones. Per item: its outcome,
-/// or `None` for one the single-event way must take after this commit (a customer not linked to
-/// a user yet, or a same-second event that needs a re-fetch). On an error nothing was written; the
-/// caller applies every event the single-event way.
+/// Applies claimed subscription events in one write transaction (the webhook pipeline's fast
+/// path), through the one write path ([`write::write`]). Per item: its outcome, or `None` for one
+/// the single-event way must take after this commit (a same-second event that needs a re-fetch).
+/// On an error nothing was written; the caller applies every event the single-event way.
 pub async fn apply_batch(
     state: &AppState,
     items: &[BatchItem],
 ) -> Result<Vec<Option<EventState>>, AppError> {
-    use std::collections::{BTreeSet, HashMap};
-
-    let now = Utc::now().timestamp();
-    let mut tx = state.db.begin_write().await?;
-    let customers: BTreeSet<&str> = items.iter().map(|i| i.snapshot.customer.as_str()).collect();
-    let customers: Vec<&str> = customers.into_iter().collect();
-    let owners: HashMap<String, String> =
-        db::users::ids_by_customers(&mut *tx, state.db.backend, &customers)
-            .await?
-            .into_iter()
-            .map(|(user, customer)| (customer, user))
-            .collect();
-    let ids: BTreeSet<&str> = items.iter().map(|i| i.snapshot.id.as_str()).collect();
-    let ids: Vec<&str> = ids.into_iter().collect();
-    let mut current: HashMap<String, StoredSubscription> =
-        db::subscriptions::find_many_for_update(&mut tx, state.db.backend, &ids)
-            .await?
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
-    let mut outcomes = Vec::with_capacity(items.len());
-    let mut finished: Vec<(usize, EventState, &str)> = Vec::new();
-    let mut written: BTreeSet<&str> = BTreeSet::new();
-    let mut close_for: BTreeSet<&str> = BTreeSet::new();
-    for (index, item) in items.iter().enumerate() {
-        let Some(user) = owners.get(item.snapshot.customer.as_str()) else {
-            outcomes.push(None);
-            continue;
-        };
-        let user_id = UserId::parse(user)
-            .map_err(|e| AppError::Internal(format!("stored user id unreadable: {e}")))?;
-        let created = item.event.created;
-        let previous = current.get(item.snapshot.id.as_str());
-        match previous.map(|p| p.watermark) {
-            Some(w) if w == created => {
-                outcomes.push(None);
-                continue;
-            }
-            Some(w) if w > created => {
-                outcomes.push(Some(EventState::Skipped));
-                finished.push((index, EventState::Skipped, user.as_str()));
-                continue;
-            }
-            _ => {}
-        }
-        let row = stored_row(
-            state,
-            &item.snapshot,
-            previous,
-            &user_id,
-            created,
-            None,
-            created,
-            now,
-        );
-        if row.stripe_status.blocks_new_checkout() {
-            close_for.insert(user.as_str());
-        }
-        current.insert(row.id.clone(), row);
-        written.insert(item.snapshot.id.as_str());
-        outcomes.push(Some(EventState::Applied));
-        finished.push((index, EventState::Applied, user.as_str()));
-    }
-    let rows: Vec<&StoredSubscription> = written.iter().filter_map(|id| current.get(*id)).collect();
-    let stored = db::subscriptions::upsert_many_if_newer(&mut *tx, state.db.backend, &rows).await?;
-    if stored.len() != rows.len() {
-        return Err(AppError::Internal(
-            "a subscription changed while its batch was applied".into(),
-        ));
-    }
-    let users: BTreeSet<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
-    let users: Vec<&str> = users.into_iter().collect();
-    let all = db::subscriptions::for_users(&mut *tx, state.db.backend, &users).await?;
-    let entitlements: Vec<(&str, crate::domain::Entitlement)> = all
-        .chunk_by(|a, b| a.user_id == b.user_id)
-        .filter_map(|subs| {
-            let entitlement = db::subscriptions::derive_entitlement(subs, now)?;
-            Some((subs[0].user_id.as_str(), entitlement))
-        })
-        .collect();
-    let pairs: Vec<(&str, &crate::domain::Entitlement)> =
-        entitlements.iter().map(|(u, e)| (*u, e)).collect();
-    db::entitlements::upsert_many(&mut *tx, state.db.backend, &pairs).await?;
-    db::entitlements::notify_many(&mut tx, state.db.backend, &users).await?;
-    let close_for: Vec<&str> = close_for.into_iter().collect();
-    db::checkout::close_all_for_users(&mut tx, &close_for).await?;
-    let done: Vec<db::events::Finished<'_>> = finished
+    let incoming: Vec<Incoming<'_>> = items
         .iter()
-        .map(|(index, outcome, user)| {
-            let item = &items[*index];
-            (
-                item.event.id.as_str(),
-                *outcome,
-                Some(*user),
-                Some(item.snapshot.customer.as_str()),
-            )
+        .map(|item| Incoming {
+            snapshot: &item.snapshot,
+            evidence: Evidence::Payload {
+                created: item.event.created,
+            },
+            event_id: Some(item.event.id.as_str()),
+            at: item.event.created,
+            user_hint: None,
+            action_required: None,
         })
         .collect();
-    db::events::finish_many(&mut *tx, state.db.backend, &done, now).await?;
+    let mut tx = state.db.begin_write().await?;
+    let written = write::write(state, &mut tx, &incoming).await?;
     tx.commit().await?;
-    // After the commit, so no reader can cache what was there before it.
-    for user in &users {
-        state.cache.evict(user);
-    }
-    for (item, outcome) in items.iter().zip(&outcomes) {
-        if let Some(outcome) = outcome {
-            count_applied(state, &item.event.kind, *outcome);
-            Counters::bump(&state.counters.events_batched);
-            // A batch runs outside any one event's span: name the event on the line itself.
-            tracing::info!(
-                stripe.event_id = %item.event.id,
-                subscription = %item.snapshot.id,
-                status = item.snapshot.status.as_str(),
-                outcome = outcome.as_str(),
-                "subscription synced"
-            );
+    evict(state, &written);
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (item, outcome) in items.iter().zip(&written.outcomes) {
+        match outcome {
+            Outcome::Done { state: done, .. } => {
+                count_applied(state, &item.event.kind, *done);
+                Counters::bump(&state.counters.events_batched);
+                // A batch runs outside any one event's span: name the event on the line itself.
+                tracing::info!(
+                    stripe.event_id = %item.event.id,
+                    subscription = %item.snapshot.id,
+                    status = item.snapshot.status.as_str(),
+                    outcome = done.as_str(),
+                    "subscription synced"
+                );
+                outcomes.push(Some(*done));
+            }
+            Outcome::Refetch => outcomes.push(None),
         }
     }
     Ok(outcomes)
+}
+
+/// After the commit, so no reader can cache what was there before it.
+fn evict(state: &AppState, written: &write::Written) {
+    for user in &written.touched {
+        state.cache.evict(user.as_str());
+    }
 }
 
 fn record_failure_later(state: AppState, event_id: String, detail: String, max_attempts: i64) {
@@ -373,46 +295,18 @@ async fn apply_subscription_event(
             return refetch_and_write(state, id, Some(event), event.created, None, None).await;
         }
     };
-    let stored = stored_watermark(state, snapshot.id.as_str()).await?;
-    match stored {
-        Some(w) if w > event.created => {
-            finish_alone(
-                state,
-                &event.id,
-                EventState::Skipped,
-                None,
-                Some(snapshot.customer.as_str()),
-            )
-            .await
-        }
-        Some(w) if w == event.created => {
-            refetch_and_write(
-                state,
-                snapshot.id.as_str(),
-                Some(event),
-                event.created,
-                None,
-                None,
-            )
-            .await
-        }
-        _ => {
-            write_snapshot(
-                state,
-                &snapshot,
-                Some(event),
-                event.created,
-                false,
-                None,
-                None,
-            )
-            .await
-        }
-    }
-}
-
-async fn stored_watermark(state: &AppState, id: &str) -> Result<Option<i64>, AppError> {
-    Ok(db::subscriptions::watermark(&state.db.pool, id).await?)
+    write_snapshot(
+        state,
+        &snapshot,
+        Some(event),
+        Evidence::Payload {
+            created: event.created,
+        },
+        event.created,
+        None,
+        None,
+    )
+    .await
 }
 
 /// Re-fetches the subscription (coalesced, rate-limited) and writes what Stripe has now.
@@ -450,8 +344,8 @@ async fn refetch_and_write(
         state,
         &snapshot,
         event,
+        Evidence::Fetched,
         watermark,
-        true,
         user_hint,
         action_required,
     )
@@ -478,16 +372,30 @@ async fn resolve_user(
     if let Some(user) = db::users::find_by_customer(&mut *conn, customer).await? {
         return Ok(Match::User(user.id));
     }
+    Ok(match link_by_hint(state, conn, customer, hint).await? {
+        Some(user) => Match::User(user),
+        None => Match::Nobody,
+    })
+}
+
+/// Links a customer nobody owns to the known user `hint` names, when that user has no customer
+/// yet (and requeues the customer's unmatched events). `None`: nobody, or a conflict (counted).
+pub(crate) async fn link_by_hint(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    customer: &str,
+    hint: Option<&str>,
+) -> Result<Option<UserId>, AppError> {
     let Some(hint) = hint.and_then(|h| UserId::parse(h).ok()) else {
-        return Ok(Match::Nobody);
+        return Ok(None);
     };
     let Some(user) = db::users::find(&mut *conn, &hint).await? else {
-        return Ok(Match::Nobody);
+        return Ok(None);
     };
     if db::users::link_customer(&mut *conn, &user.id, customer).await? {
         db::events::requeue_unmatched(&mut *conn, customer).await?;
         tracing::info!(user.id = %user.id, customer, "customer linked to user");
-        return Ok(Match::User(user.id));
+        return Ok(Some(user.id));
     }
     Counters::bump(&state.counters.match_conflicts);
     metrics::counter!("msr_match_conflicts_total").increment(1);
@@ -497,200 +405,71 @@ async fn resolve_user(
         linked = ?user.stripe_customer_id,
         "event names a user already linked to another customer; kept as unmatched"
     );
-    Ok(Match::Nobody)
+    Ok(None)
 }
 
-/// Writes a subscription snapshot taken at `watermark` (the event's `created`), derives the user's
-/// entitlement and records the event's outcome, in one transaction. A `fresh` snapshot (just fetched
-/// from Stripe) is written whatever the stored watermark; one from a payload only if it is newer.
+/// Decides and writes one subscription snapshot (the batch of one of [`write::write`]) in its own
+/// transaction; a tie with what is stored re-fetches the subscription from Stripe and writes that.
+#[allow(clippy::too_many_arguments)]
 async fn write_snapshot(
     state: &AppState,
     snapshot: &SubscriptionSnapshot,
     event: Option<&EventEnvelope>,
-    watermark: i64,
-    fresh: bool,
+    evidence: Evidence,
+    at: i64,
     user_hint: Option<&str>,
     action_required: Option<bool>,
 ) -> Result<EventState, AppError> {
-    let mut tx = state.db.begin_write().await?;
-    let written = write_snapshot_in(
-        state,
-        &mut tx,
+    let item = Incoming {
         snapshot,
-        event,
-        watermark,
-        fresh,
+        evidence,
+        event_id: event.map(|e| e.id.as_str()),
+        at,
         user_hint,
         action_required,
-    )
-    .await?;
-    match written {
-        Written::Done(outcome, user) => {
+    };
+    let mut tx = state.db.begin_write().await?;
+    let written = write::write(state, &mut tx, &[item]).await?;
+    match written.outcomes.first() {
+        Some(Outcome::Done {
+            state: outcome,
+            user,
+        }) => {
+            let outcome = *outcome;
             tx.commit().await?;
-            // After the commit, so no reader can cache what was there before it.
-            if let Some(user) = user {
-                state.cache.evict(user.as_str());
+            evict(state, &written);
+            match user {
+                Some(user) => tracing::info!(
+                    user.id = %user,
+                    subscription = %snapshot.id,
+                    status = snapshot.status.as_str(),
+                    outcome = outcome.as_str(),
+                    "subscription synced"
+                ),
+                None => tracing::info!(
+                    customer = %snapshot.customer,
+                    "no user for this customer yet; event kept as unmatched"
+                ),
             }
             Ok(outcome)
         }
-        Written::Refetch => {
+        Some(Outcome::Refetch) => {
+            // Nothing was written: release the writer before asking Stripe.
             drop(tx);
             let subscription = snapshot.id.to_string();
             Box::pin(refetch_and_write(
                 state,
                 &subscription,
                 event,
-                watermark,
+                at,
                 user_hint,
                 action_required,
             ))
             .await
         }
-    }
-}
-
-/// What [`write_snapshot_in`] did inside its caller's transaction.
-enum Written {
-    /// The event's outcome; the user whose entitlement may have changed (evict after commit).
-    Done(EventState, Option<UserId>),
-    /// Another event of the same second was applied: nothing written, re-fetch from Stripe.
-    Refetch,
-}
-
-/// The body of [`write_snapshot`], inside the caller's write transaction (which the caller
-/// commits, then evicts the user).
-#[allow(clippy::too_many_arguments)]
-async fn write_snapshot_in(
-    state: &AppState,
-    tx: &mut AnyConnection,
-    snapshot: &SubscriptionSnapshot,
-    event: Option<&EventEnvelope>,
-    watermark: i64,
-    fresh: bool,
-    user_hint: Option<&str>,
-    action_required: Option<bool>,
-) -> Result<Written, AppError> {
-    let now = Utc::now().timestamp();
-    let customer = snapshot.customer.as_str();
-    let hint = user_hint.or(snapshot.metadata_user_id.as_deref());
-    let user = match resolve_user(state, &mut *tx, customer, hint).await? {
-        Match::User(u) => u,
-        Match::Nobody => {
-            if let Some(e) = event {
-                db::events::finish(
-                    &mut *tx,
-                    &e.id,
-                    EventState::Unmatched,
-                    None,
-                    Some(customer),
-                    now,
-                )
-                .await?;
-            }
-            tracing::info!(
-                customer,
-                "no user for this customer yet; event kept as unmatched"
-            );
-            return Ok(Written::Done(EventState::Unmatched, None));
-        }
-    };
-    let previous =
-        db::subscriptions::find_for_update(&mut *tx, state.db.backend, snapshot.id.as_str())
-            .await?;
-    // Another event of the same second was applied since we looked (outside this transaction):
-    // neither payload can be trusted over the other, so ask Stripe, as for equal timestamps.
-    if !fresh && previous.as_ref().is_some_and(|p| p.watermark == watermark) {
-        return Ok(Written::Refetch);
-    }
-    let stale = previous
-        .as_ref()
-        .is_some_and(|p| !fresh && p.watermark > watermark);
-    let outcome = if stale {
-        EventState::Skipped
-    } else {
-        let row = stored_row(
-            state,
-            snapshot,
-            previous.as_ref(),
-            &user,
-            watermark,
-            action_required,
-            event.map_or(now, |e| e.created),
-            now,
-        );
-        if db::subscriptions::upsert_if_newer(&mut *tx, &row, true).await? {
-            db::subscriptions::refresh_entitlement(&mut *tx, &user, now).await?;
-            db::entitlements::notify_changed(&mut *tx, state.db.backend, user.as_str()).await?;
-            // A live subscription closes the user's open Checkout Sessions (an ended one leaves them).
-            if row.stripe_status.blocks_new_checkout() {
-                db::checkout::close_all_for_user(&mut *tx, user.as_str()).await?;
-            }
-            EventState::Applied
-        } else {
-            EventState::Skipped
-        }
-    };
-    if let Some(e) = event {
-        db::events::finish(
-            &mut *tx,
-            &e.id,
-            outcome,
-            Some(user.as_str()),
-            Some(customer),
-            now,
-        )
-        .await?;
-    }
-    tracing::info!(
-        user.id = %user,
-        subscription = %snapshot.id,
-        status = snapshot.status.as_str(),
-        outcome = outcome.as_str(),
-        "subscription synced"
-    );
-    Ok(Written::Done(outcome, Some(user)))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn stored_row(
-    state: &AppState,
-    s: &SubscriptionSnapshot,
-    previous: Option<&StoredSubscription>,
-    user: &UserId,
-    watermark: i64,
-    action_required: Option<bool>,
-    failed_at: i64,
-    now: i64,
-) -> StoredSubscription {
-    let past_due_since = (s.status == StripeStatus::PastDue).then(|| {
-        previous
-            .filter(|p| p.stripe_status == StripeStatus::PastDue)
-            .and_then(|p| p.past_due_since)
-            .unwrap_or(failed_at)
-    });
-    let still_unpaid = matches!(
-        s.status,
-        StripeStatus::PastDue | StripeStatus::Incomplete | StripeStatus::Unpaid
-    );
-    let action_required = still_unpaid
-        && action_required.unwrap_or_else(|| previous.is_some_and(|p| p.action_required));
-    StoredSubscription {
-        id: s.id.to_string(),
-        user_id: user.to_string(),
-        customer_id: s.customer.to_string(),
-        stripe_status: s.status,
-        price_id: s.price_id.clone(),
-        plan: state
-            .prices
-            .plan_of(s.price_id.as_deref(), s.interval.as_deref()),
-        current_period_end: s.current_period_end.map(|t| t.timestamp()),
-        cancel_at_period_end: s.cancel_at_period_end,
-        pause_collection: s.pause_collection,
-        past_due_since,
-        action_required,
-        created: s.created.timestamp(),
-        watermark: previous.map_or(watermark, |p| p.watermark.max(watermark)),
-        updated_at: now,
+        None => Err(AppError::Internal(
+            "a write of one snapshot answered nothing".into(),
+        )),
     }
 }
 
@@ -812,7 +591,8 @@ async fn link_from_customer_object(
     Ok(outcome)
 }
 
-/// Writes a subscription just fetched from Stripe (the sync command): fresh, so it always wins.
+/// Writes a subscription just fetched from Stripe (the sync command): fresh, so it always wins,
+/// and the stored watermark stays where it is.
 pub async fn write_fetched(
     state: &AppState,
     subscription: &serde_json::Value,
@@ -820,8 +600,14 @@ pub async fn write_fetched(
 ) -> Result<EventState, AppError> {
     let snapshot = objects::subscription(subscription)
         .map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
-    let watermark = stored_watermark(state, snapshot.id.as_str())
-        .await?
-        .unwrap_or(0);
-    write_snapshot(state, &snapshot, None, watermark, true, user_hint, None).await
+    write_snapshot(
+        state,
+        &snapshot,
+        None,
+        Evidence::Fetched,
+        0,
+        user_hint,
+        None,
+    )
+    .await
 }

@@ -31,7 +31,7 @@ use crate::db::from_unix;
 use crate::domain::{Entitlement, EntitlementStatus, Plan, StripeStatus};
 
 /// The channel writes notify on.
-pub const CHANNEL: &str = "msr_entitlements";
+pub use crate::db::entitlements::CHANNEL;
 
 /// Shards of the map: readers on different cores rarely touch the same lock.
 const SHARDS: usize = 32;

@@ -55,7 +55,7 @@ fn answer(
         snapshot.complimentary_until,
         now,
     );
-    crate::web::ops::static_counter(
+    crate::telemetry::static_counter(
         "msr_entitlement_decisions_total",
         "reason",
         decision.reason.as_str(),

@@ -11,3 +11,4 @@ pub mod refetch;
 pub mod sync;
 pub mod users;
 pub mod worker;
+pub mod write;

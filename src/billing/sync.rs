@@ -135,7 +135,7 @@ async fn describe(state: &AppState, user: &UserId) -> Result<String, AppError> {
                 ""
             },
             e.current_period_end
-                .map_or("-".into(), crate::web::wire::time)
+                .map_or("-".into(), crate::domain::time::rfc3339)
         ),
         None => "none".into(),
     })

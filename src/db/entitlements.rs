@@ -49,6 +49,9 @@ const UPSERT_SET: &str = "ON CONFLICT (user_id) DO UPDATE SET status = excluded.
     cancel_at_period_end = excluded.cancel_at_period_end, past_due_since = excluded.past_due_since, \
     action_required = excluded.action_required, updated_at = excluded.updated_at";
 
+/// The PostgreSQL channel that carries "this user's entitlement changed" to every instance.
+pub const CHANNEL: &str = "msr_entitlements";
+
 /// The user's entitlement; `None` when the user never subscribed.
 pub async fn find<'c, E: Executor<'c, Database = Any>>(
     ex: E,
@@ -63,6 +66,33 @@ pub async fn find<'c, E: Executor<'c, Database = Any>>(
     .as_ref()
     .map(from_row)
     .transpose()
+}
+
+/// The stored entitlements of these users (those who have one), by user id.
+pub async fn find_many<'c, E: Executor<'c, Database = Any>>(
+    ex: E,
+    backend: super::Backend,
+    users: &[&str],
+) -> Result<Vec<(String, Entitlement)>, sqlx::Error> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT user_id, {COLUMNS} FROM entitlements WHERE user_id IN ({})",
+        super::placeholders(1, users.len())
+    );
+    let sql = super::positional(sql, backend);
+    // Not kept prepared: the text changes with the batch size.
+    let mut query = sqlx::query(&sql).persistent(false);
+    for user in users {
+        query = query.bind(*user);
+    }
+    query
+        .fetch_all(ex)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("user_id")?, from_row(row)?)))
+        .collect()
 }
 
 /// Writes the user's entitlement, replacing what was there.
@@ -189,7 +219,7 @@ pub async fn notify_changed(
 ) -> Result<(), sqlx::Error> {
     if backend == super::Backend::Postgres {
         sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::billing::cache::CHANNEL)
+            .bind(CHANNEL)
             .bind(user)
             .execute(&mut *conn)
             .await?;
@@ -211,7 +241,7 @@ pub async fn notify_many(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!("SELECT {calls}");
-    let mut query = sqlx::query(&sql).bind(crate::billing::cache::CHANNEL);
+    let mut query = sqlx::query(&sql).bind(CHANNEL);
     for user in users {
         query = query.bind(*user);
     }

@@ -232,10 +232,7 @@ pub(crate) fn get_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, sq
     row.try_get::<i64, _>(column).map(|n| n != 0)
 }
 
-/// Stored unix seconds as a time; out-of-range values (which we never write) clamp to the epoch.
-pub fn from_unix(secs: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
-}
+pub use crate::domain::time::from_unix;
 
 impl Db {
     /// Begins a transaction that writes: `BEGIN IMMEDIATE` on SQLite takes the write lock at once, so

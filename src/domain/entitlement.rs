@@ -157,6 +157,32 @@ impl Policy {
     }
 }
 
+/// The entitlement a user's subscriptions (newest first) give: from the best one, a live one before
+/// an ended one, then the newest. `None` without subscriptions.
+pub fn derive(subs: &[super::StoredSubscription], now: i64) -> Option<Entitlement> {
+    let ended = |s: &super::StoredSubscription| {
+        matches!(
+            s.stripe_status,
+            StripeStatus::Canceled | StripeStatus::IncompleteExpired
+        )
+    };
+    let best = subs.iter().find(|s| !ended(s)).or_else(|| subs.first())?;
+    let (status, paused_by_status) = best.stripe_status.to_entitlement();
+    Some(Entitlement {
+        status,
+        stripe_status: best.stripe_status,
+        pause_active: paused_by_status
+            || (best.pause_collection && status != EntitlementStatus::Canceled),
+        plan: best.plan,
+        stripe_subscription_id: SubscriptionId::parse(&best.id).ok(),
+        current_period_end: best.current_period_end.map(super::time::from_unix),
+        cancel_at_period_end: best.cancel_at_period_end,
+        past_due_since: best.past_due_since.map(super::time::from_unix),
+        action_required: best.action_required,
+        updated_at: super::time::from_unix(now),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -230,3 +230,36 @@ pub struct SubscriptionSnapshot {
     /// `metadata.user_id`, as we put it on the subscription at checkout.
     pub metadata_user_id: Option<String>,
 }
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// `sub_…`.
+    pub id: String,
+    /// Whose it is.
+    pub user_id: String,
+    /// `cus_…`.
+    pub customer_id: String,
+    /// Stripe's status.
+    pub stripe_status: StripeStatus,
+    /// The first item's price.
+    pub price_id: Option<String>,
+    /// The plan, when recognised.
+    pub plan: Option<Plan>,
+    /// Unix seconds.
+    pub current_period_end: Option<i64>,
+    /// Ends at the period end.
+    pub cancel_at_period_end: bool,
+    /// `pause_collection` set.
+    pub pause_collection: bool,
+    /// When the renewal failed (unix seconds), while past due.
+    pub past_due_since: Option<i64>,
+    /// A payment waits for 3-D Secure.
+    pub action_required: bool,
+    /// Stripe's `created` of the subscription.
+    pub created: i64,
+    /// Stripe's `created` of the newest event applied.
+    pub watermark: i64,
+    /// Unix seconds of our last write.
+    pub updated_at: i64,
+}

@@ -145,30 +145,4 @@ pub fn record_request(route: &str, method: &Method, status: StatusCode, started:
     handles.latency.record(started.elapsed().as_secs_f64());
 }
 
-/// A counter with one label whose name and value are fixed strings, looked up in the registry
-/// once (for counters bumped on hot paths).
-pub fn static_counter(
-    name: &'static str,
-    label: &'static str,
-    value: &'static str,
-) -> metrics::Counter {
-    type Table = std::sync::RwLock<
-        std::collections::HashMap<(&'static str, &'static str, &'static str), metrics::Counter>,
-    >;
-    static TABLE: OnceLock<Table> = OnceLock::new();
-    let table = TABLE.get_or_init(Default::default);
-    let key = (name, label, value);
-    if let Some(counter) = table
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
-    {
-        return counter.clone();
-    }
-    let counter = metrics::counter!(name, label => value);
-    table
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(key, counter.clone());
-    counter
-}
+pub use crate::telemetry::static_counter;

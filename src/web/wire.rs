@@ -1,17 +1,13 @@
 //! JSON shapes sent on the wire, in one place so every route writes a user or an entitlement alike.
 //! Each is a typed struct, so the OpenAPI document (`/openapi.json`) is generated from the same code.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::billing::entitlement::EntitlementAnswer;
 use crate::db::users::User;
 
-/// RFC 3339 in UTC, to the second.
-pub fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
+pub use crate::domain::time::rfc3339 as time;
 
 /// A user.
 #[derive(Debug, Clone, Serialize, ToSchema)]

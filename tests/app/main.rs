@@ -12,6 +12,7 @@ mod edges;
 mod entitlement;
 mod journeys;
 mod openapi;
+mod ordering;
 mod pages;
 mod process;
 mod resilience;
