@@ -15,5 +15,6 @@ pub mod error;
 pub mod startup;
 pub mod state;
 pub mod stripe;
+pub mod tasks;
 pub mod telemetry;
 pub mod web;

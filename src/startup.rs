@@ -102,21 +102,29 @@ impl Application {
             // would grow with every request between scrapes (about 1 MiB a second at 100k
             // requests a second, so every second).
             let metrics = metrics.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    metrics.run_upkeep();
+            self.state.tasks.spawn("metrics-upkeep", move || {
+                let metrics = metrics.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        metrics.run_upkeep();
+                    }
                 }
             });
         }
-        crate::billing::cache::spawn_filler(self.state.cache.clone(), self.state.db.pool.clone());
+        crate::billing::cache::spawn_filler(
+            &self.state.tasks,
+            self.state.cache.clone(),
+            self.state.db.pool.clone(),
+        );
         if self.state.db.backend == Backend::Postgres {
             crate::billing::cache::spawn_listener(
+                &self.state.tasks,
                 self.state.cache.clone(),
                 self.state.settings.database_url.expose().to_owned(),
             );
         }
-        spawn_session_cleanup(&self.state.sessions);
+        spawn_session_cleanup(&self.state.tasks, &self.state.sessions);
         let router = crate::web::router(self.state.clone());
         tracing::info!(port = self.port, "serving");
         let header_timeout = self
@@ -246,6 +254,10 @@ impl Application {
         if tokio::time::timeout(limit, all_back).await.is_err() {
             tracing::warn!("some connections did not finish in time; closing them");
         }
+        // No request waits on a background loop any more: stop them, and wait (bounded).
+        if !self.state.tasks.shutdown(TASKS_STOP_LIMIT).await {
+            tracing::warn!("some background tasks did not stop in time");
+        }
         Ok(())
     }
 }
@@ -285,6 +297,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         pipeline: Arc::default(),
         sessions,
         wake: Arc::default(),
+        tasks: crate::tasks::Supervisor::new(),
     }))
 }
 
@@ -486,14 +499,26 @@ fn stripe_client(
     }
 }
 
-/// Deletes expired browser sessions every hour.
-fn spawn_session_cleanup(sessions: &SessionStore) {
+/// How long shutdown waits for the background loops to stop.
+const TASKS_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Deletes expired browser sessions every hour (the store's loop ends on an error: it is restarted).
+fn spawn_session_cleanup(tasks: &crate::tasks::Supervisor, sessions: &SessionStore) {
     use tower_sessions::ExpiredDeletion;
     let every = tokio::time::Duration::from_secs(3600);
-    match sessions.clone() {
-        SessionStore::Sqlite(s) => drop(tokio::spawn(s.continuously_delete_expired(every))),
-        SessionStore::Postgres(s) => drop(tokio::spawn(s.continuously_delete_expired(every))),
-    }
+    let sessions = sessions.clone();
+    tasks.spawn("session-cleanup", move || {
+        let sessions = sessions.clone();
+        async move {
+            let ended = match sessions {
+                SessionStore::Sqlite(s) => s.continuously_delete_expired(every).await,
+                SessionStore::Postgres(s) => s.continuously_delete_expired(every).await,
+            };
+            if let Err(e) = ended {
+                tracing::warn!(error = %e, "expired sessions could not be deleted");
+            }
+        }
+    });
 }
 
 fn announce(settings: &Settings, db: &Db) {

@@ -63,6 +63,8 @@ pub struct Shared {
     pub sessions: SessionStore,
     /// Wakes the background worker (a customer was linked and its unmatched events are due).
     pub wake: Arc<tokio::sync::Notify>,
+    /// Every background loop, supervised.
+    pub tasks: crate::tasks::Supervisor,
 }
 
 impl Shared {

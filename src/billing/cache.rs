@@ -410,7 +410,11 @@ pub async fn fill(cache: &EntitlementCache, pool: &sqlx::AnyPool) -> Result<usiz
 
 /// Fills the cache now, again every half TTL (so entries are renewed before they expire), and
 /// whenever it was cleared and is trusted again (the PostgreSQL listener reconnected).
-pub fn spawn_filler(cache: Arc<EntitlementCache>, pool: sqlx::AnyPool) {
+pub fn spawn_filler(
+    tasks: &crate::tasks::Supervisor,
+    cache: Arc<EntitlementCache>,
+    pool: sqlx::AnyPool,
+) {
     if cache.capacity == 0 {
         return;
     }
@@ -418,22 +422,25 @@ pub fn spawn_filler(cache: Arc<EntitlementCache>, pool: sqlx::AnyPool) {
         .to_std()
         .unwrap_or_default()
         .max(std::time::Duration::from_secs(1));
-    tokio::spawn(async move {
-        loop {
-            let started = std::time::Instant::now();
-            match fill(&cache, &pool).await {
-                Ok(n) => tracing::debug!(
-                    users = n,
-                    ms = started.elapsed().as_millis() as u64,
-                    "entitlement cache filled"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "entitlement cache fill failed; will try again")
+    tasks.spawn("cache-fill", move || {
+        let (cache, pool) = (cache.clone(), pool.clone());
+        async move {
+            loop {
+                let started = std::time::Instant::now();
+                match fill(&cache, &pool).await {
+                    Ok(n) => tracing::debug!(
+                        users = n,
+                        ms = started.elapsed().as_millis() as u64,
+                        "entitlement cache filled"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "entitlement cache fill failed; will try again")
+                    }
                 }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                () = cache.refill.notified() => {}
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = cache.refill.notified() => {}
+                }
             }
         }
     });
@@ -441,8 +448,10 @@ pub fn spawn_filler(cache: Arc<EntitlementCache>, pool: sqlx::AnyPool) {
 
 /// Listens for entitlement changes on PostgreSQL and evicts; reconnects (clearing the cache and
 /// bypassing it meanwhile) when the connection breaks.
-pub fn spawn_listener(cache: Arc<EntitlementCache>, url: String) {
-    tokio::spawn(async move {
+pub fn spawn_listener(tasks: &crate::tasks::Supervisor, cache: Arc<EntitlementCache>, url: String) {
+    tasks.spawn("cache-listener", move || {
+        let (cache, url) = (cache.clone(), url.clone());
+        async move {
         loop {
             match sqlx::postgres::PgListener::connect(&url).await {
                 Ok(mut listener) => {
@@ -471,6 +480,7 @@ pub fn spawn_listener(cache: Arc<EntitlementCache>, url: String) {
             }
             cache.reset(false);
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
         }
     });
 }

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod pipeline;
 pub mod plans;
 pub mod refetch;
+pub mod support;
 pub mod sync;
 pub mod users;
 pub mod worker;

@@ -99,10 +99,18 @@ impl Pipeline {
         let record_rx = Arc::new(Mutex::new(record_rx));
         let apply_rx = Arc::new(Mutex::new(apply_rx));
         for _ in 0..recorders {
-            tokio::spawn(recorder(state.clone(), record_rx.clone()));
+            let (state, rx) = (state.clone(), record_rx.clone());
+            let tasks = state.tasks.clone();
+            tasks.spawn("webhook-recorder", move || {
+                recorder(state.clone(), rx.clone())
+            });
         }
         for _ in 0..appliers {
-            tokio::spawn(applier(state.clone(), apply_rx.clone()));
+            let (state, rx) = (state.clone(), apply_rx.clone());
+            let tasks = state.tasks.clone();
+            tasks.spawn("webhook-applier", move || {
+                applier(state.clone(), rx.clone())
+            });
         }
         state.pipeline.running.store(true, Ordering::Release);
     }

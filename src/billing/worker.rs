@@ -46,28 +46,36 @@ pub fn spawn(state: AppState) {
         .unwrap_or(Duration::from_secs(1))
         .max(Duration::from_millis(50));
     let retention_state = state.clone();
-    tokio::spawn(async move {
-        loop {
-            match reduce_old_events(&retention_state).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    events = n,
-                    "old event payloads reduced to id, type and outcome"
-                ),
-                Err(e) => tracing::warn!(error = %e, "event retention pass failed; will try again"),
+    state.tasks.spawn("event-retention", move || {
+        let retention_state = retention_state.clone();
+        async move {
+            loop {
+                match reduce_old_events(&retention_state).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        events = n,
+                        "old event payloads reduced to id, type and outcome"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event retention pass failed; will try again")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
             }
-            tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     });
     let worker_state = state.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = worker_state.wake.notified() => {}
-            }
-            if let Err(e) = run_due(&worker_state).await {
-                tracing::warn!(error = %e, "event worker pass failed; will try again");
+    state.tasks.spawn("event-worker", move || {
+        let worker_state = worker_state.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = worker_state.wake.notified() => {}
+                }
+                if let Err(e) = run_due(&worker_state).await {
+                    tracing::warn!(error = %e, "event worker pass failed; will try again");
+                }
             }
         }
     });
@@ -79,19 +87,25 @@ pub fn spawn(state: AppState) {
     if poll.is_zero() || state.stripe.is_none() {
         return;
     }
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(poll).await;
-            match sync::catch_up_events(&state).await {
-                Ok(report) if report.recorded > 0 => {
-                    tracing::warn!(
-                        seen = report.seen,
-                        recorded = report.recorded,
-                        "Events API catch-up found events the webhook missed"
-                    );
+    let poll_state = state.clone();
+    state.tasks.spawn("events-poll", move || {
+        let state = poll_state.clone();
+        async move {
+            loop {
+                tokio::time::sleep(poll).await;
+                match sync::catch_up_events(&state).await {
+                    Ok(report) if report.recorded > 0 => {
+                        tracing::warn!(
+                            seen = report.seen,
+                            recorded = report.recorded,
+                            "Events API catch-up found events the webhook missed"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Events API catch-up failed; will try again")
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "Events API catch-up failed; will try again"),
             }
         }
     });

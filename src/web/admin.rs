@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 
-use crate::billing::{apply, entitlement, sync};
+use crate::billing::{entitlement, support};
 use crate::db;
 use crate::domain::{EntitlementStatus, UserId};
 use crate::error::AppError;
@@ -20,8 +20,9 @@ use crate::web::html::{Chrome, is_htmx, render};
 use crate::web::session::{AdminUser, CsrfForm, NoFields};
 use crate::web::wire;
 
-/// The admin routes.
-pub fn router() -> Router<AppState> {
+/// The admin routes. Every one is behind the admin guard (`AdminUser`, as a route layer): a
+/// signed-in owner gets 403, a signed-out browser is sent to sign in, before any handler runs.
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/admin", get(dashboard))
         .route("/admin/users/{id}", get(user_page))
@@ -31,6 +32,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/complimentary/revoke", post(revoke))
         .route("/admin/events", get(events_page))
         .route("/admin/events/{id}/replay", post(replay))
+        .route_layer(axum::middleware::from_extractor_with_state::<AdminUser, _>(
+            state.clone(),
+        ))
 }
 
 /// Rows a page of the user table shows.
@@ -355,40 +359,8 @@ async fn user_page(
     }))
 }
 
-/// "active (active, until …)" — how the audit log shows an entitlement.
-async fn describe(state: &AppState, id: &UserId) -> Result<String, AppError> {
-    let a = entitlement::check(state, id).await?;
-    Ok(format!(
-        "{} ({}{})",
-        a.status(),
-        a.decision.reason.as_str(),
-        a.decision
-            .valid_until
-            .map(|t| format!(", until {}", wire::time(t)))
-            .unwrap_or_default()
-    ))
-}
-
-async fn audited(
-    state: &AppState,
-    admin: &UserId,
-    user: &UserId,
-    action: &str,
-    before: String,
-) -> Result<Response, AppError> {
-    let after = describe(state, user).await?;
-    db::admin::audit(
-        &state.db.pool,
-        user.as_str(),
-        admin.as_str(),
-        action,
-        &before,
-        &after,
-        Utc::now().timestamp(),
-    )
-    .await?;
-    tracing::info!(admin = %admin, user.id = %user, action, "admin action");
-    Ok(Redirect::to(&format!("/admin/users/{}", urlencode(user.as_str()))).into_response())
+fn back_to(user: &UserId) -> Response {
+    Redirect::to(&format!("/admin/users/{}", urlencode(user.as_str()))).into_response()
 }
 
 fn urlencode(s: &str) -> String {
@@ -400,11 +372,9 @@ async fn resync(
     Path(raw): Path<String>,
     form: CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
-    let admin = require_admin(&form)?;
     let id = path_user(&raw)?;
-    let before = describe(&state, &id).await?;
-    sync::sync_subscriptions(&state, Some(&id)).await?;
-    audited(&state, &admin, &id, "resync from Stripe", before).await
+    support::resync(&state, &form.user.id, &id).await?;
+    Ok(back_to(&id))
 }
 
 /// Ends every browser session of the user (a lost phone, a shared account): each one is refused
@@ -414,13 +384,9 @@ async fn end_sessions(
     Path(raw): Path<String>,
     form: CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
-    let admin = require_admin(&form)?;
     let id = path_user(&raw)?;
-    let before = describe(&state, &id).await?;
-    if !db::users::end_sessions(&state.db.pool, &id).await? {
-        return Err(AppError::UnknownUser(id.to_string()));
-    }
-    audited(&state, &admin, &id, "end all browser sessions", before).await
+    support::end_sessions(&state, &form.user.id, &id).await?;
+    Ok(back_to(&id))
 }
 
 #[derive(Deserialize)]
@@ -434,7 +400,6 @@ async fn grant(
     Path(raw): Path<String>,
     form: CsrfForm<GrantForm>,
 ) -> Result<Response, AppError> {
-    let admin = require_admin(&form)?;
     let id = path_user(&raw)?;
     let until = NaiveDate::parse_from_str(form.form.until.trim(), "%Y-%m-%d")
         .ok()
@@ -456,20 +421,8 @@ async fn grant(
             "a note of 1-500 characters says why",
         ));
     }
-    db::users::find(&state.db.pool, &id)
-        .await?
-        .ok_or_else(|| AppError::UnknownUser(id.to_string()))?;
-    let before = describe(&state, &id).await?;
-    db::users::set_complimentary(&state.db.pool, &id, Some(until), Some(note)).await?;
-    entitlement::changed(&state, &id).await?;
-    audited(
-        &state,
-        &admin,
-        &id,
-        &format!("grant complimentary access: {note}"),
-        before,
-    )
-    .await
+    support::grant_complimentary(&state, &form.user.id, &id, until, note).await?;
+    Ok(back_to(&id))
 }
 
 async fn revoke(
@@ -477,22 +430,9 @@ async fn revoke(
     Path(raw): Path<String>,
     form: CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
-    let admin = require_admin(&form)?;
     let id = path_user(&raw)?;
-    let before = describe(&state, &id).await?;
-    db::users::set_complimentary(&state.db.pool, &id, None, None).await?;
-    entitlement::changed(&state, &id).await?;
-    audited(&state, &admin, &id, "revoke complimentary access", before).await
-}
-
-fn require_admin<T>(form: &CsrfForm<T>) -> Result<UserId, AppError> {
-    if form.user.admin {
-        Ok(form.user.id.clone())
-    } else {
-        Err(AppError::Forbidden(
-            "the admin pages are for support staff".into(),
-        ))
-    }
+    support::revoke_complimentary(&state, &form.user.id, &id).await?;
+    Ok(back_to(&id))
 }
 
 struct ProblemView {
@@ -544,54 +484,9 @@ async fn replay(
     Path(id): Path<String>,
     form: CsrfForm<NoFields>,
 ) -> Result<Response, AppError> {
-    let admin = require_admin(&form)?;
-    let event = db::events::find(&state.db.pool, &id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no event {id:?}")))?;
-    // Whose entitlement the replay may change: the event's user, or its customer's.
-    let named = match event.user_id.as_deref().and_then(|u| UserId::parse(u).ok()) {
-        Some(user) => Some(user),
-        None => match event.customer_id.as_deref() {
-            Some(customer) => db::users::find_by_customer(&state.db.pool, customer)
-                .await?
-                .map(|u| u.id),
-            None => None,
-        },
-    };
-    let before = match &named {
-        Some(u) if db::users::find(&state.db.pool, u).await?.is_some() => {
-            Some(describe(&state, u).await?)
-        }
-        _ => None,
-    };
-    let outcome = apply::process(&state, &id, true).await?;
-    let result = outcome.map_or("not replayed (already applied or in progress)", |o| {
-        o.as_str()
-    });
-    let matched = db::events::find(&state.db.pool, &id)
-        .await?
-        .and_then(|e| e.user_id)
-        .and_then(|u| UserId::parse(&u).ok());
-    let user = match matched.or(named) {
-        Some(user) if db::users::find(&state.db.pool, &user).await?.is_some() => Some(user),
-        _ => None,
-    };
-    match user {
-        Some(user) => {
-            // A user matched only by the replay had no entitlement of this event's before it.
-            let before = before.unwrap_or_else(|| "— (not matched before the replay)".into());
-            audited(
-                &state,
-                &admin,
-                &user,
-                &format!("replay event {} ({}) → {result}", event.id, event.kind),
-                before,
-            )
-            .await
-        }
-        None => {
-            tracing::info!(admin = %admin, event = %event.id, result, "admin replayed an event");
-            Ok(Redirect::to("/admin/events").into_response())
-        }
-    }
+    let replayed = support::replay(&state, &form.user.id, &id).await?;
+    Ok(match replayed.user {
+        Some(user) => back_to(&user),
+        None => Redirect::to("/admin/events").into_response(),
+    })
 }

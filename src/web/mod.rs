@@ -62,7 +62,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(health::router())
         .merge(limited(api::router()))
-        .merge(limited(pages::router().merge(admin::router())))
+        .merge(limited(pages::router().merge(admin::router(&state))))
         .merge(ops::router())
         .merge(openapi::router())
         .nest_service("/static", static_files(&state));

@@ -19,4 +19,5 @@ mod resilience;
 mod safety;
 mod secrets;
 mod service;
+mod supervised;
 mod webhook;
