@@ -2,9 +2,22 @@
 //! live on its frozen time; advancing it runs everything due for them, in time order,
 //! while the simulator's own clock and other clocks stay where they are.
 
-use super::billing::add_interval;
-use super::{State, TestClock, new_id};
+use super::subscriptions::add_interval;
+use super::{State, new_id};
 use crate::error::StripeError;
+
+/// A test clock (`/v1/test_helpers/test_clocks`): a frozen time its customers live on.
+#[derive(Debug, Clone)]
+pub struct TestClock {
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    pub(crate) created: i64,
+    pub(crate) name: Option<String>,
+    pub(crate) frozen_time: i64,
+    pub(crate) status: String,
+    /// While advancing: the target (`status_details.advancing.target_frozen_time`).
+    pub(crate) target: Option<i64>,
+}
 
 /// Stripe deletes test clocks 30 days after creation.
 const CLOCK_LIFETIME: i64 = 30 * 86_400;

@@ -26,7 +26,7 @@ fn add_interval_uses_calendar_months() {
 }
 
 fn billing_add_interval(t: i64, i: &str) -> i64 {
-    billing::add_interval(t, i, 1)
+    subscriptions::add_interval(t, i, 1)
 }
 
 fn types_since(st: &State, from: usize) -> Vec<String> {
