@@ -6,7 +6,7 @@ use crate::billing::{apply, sync};
 use crate::db;
 use crate::domain::UserId;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 
 /// `msr-billing sync`.
 #[derive(Debug, Args)]

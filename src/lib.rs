@@ -13,7 +13,6 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod startup;
-pub mod state;
 pub mod stripe;
 pub mod tasks;
 pub mod telemetry;

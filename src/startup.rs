@@ -9,12 +9,13 @@ use tokio::net::TcpListener;
 
 use msr_stripe_sim::{SimConfig, Simulator, WebhookEndpoint};
 
+use crate::billing::{Billing, Parts, Prices};
 use crate::config::{ConfigError, Secret, Settings, StripeMode};
 use crate::db::Backend;
 use crate::db::Db;
 use crate::domain::Policy;
-use crate::state::{AppState, Prices, SessionStore};
 use crate::stripe::StripeApi;
+use crate::web::{AppState, SessionStore};
 
 /// Why the service could not start; each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +96,7 @@ impl Application {
         use hyper_util::server::conn::auto::Builder;
         use tower::ServiceExt;
 
-        crate::billing::worker::spawn(self.state.clone());
+        crate::billing::worker::spawn(self.state.billing.clone());
         crate::billing::pipeline::Pipeline::spawn(&self.state);
         if let Some(metrics) = crate::web::ops::recorder() {
             // Histograms keep raw samples until upkeep folds them into buckets: without it they
@@ -281,7 +282,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         settings.cache_ttl,
         db.backend == Backend::Sqlite,
     ));
-    Ok(AppState::new(crate::state::Shared {
+    let billing = Billing::new(Parts {
         db,
         settings: Arc::new(settings),
         policy,
@@ -289,15 +290,18 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         prices,
         refetch: Arc::default(),
         counters: Arc::default(),
-        sim,
         price_cache: Arc::default(),
         cache,
-        admin_counts: Arc::default(),
-        limits: Arc::default(),
         pipeline: Arc::default(),
-        sessions,
         wake: Arc::default(),
         tasks: crate::tasks::Supervisor::new(),
+    });
+    Ok(AppState::new(crate::web::state::Shared {
+        billing,
+        sim,
+        admin_counts: Arc::default(),
+        limits: Arc::default(),
+        sessions,
     }))
 }
 
@@ -420,8 +424,7 @@ impl Drop for Busy {
 /// Most bytes of request headers accepted.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Where the embedded simulator is mounted in demo mode.
-pub const SIMULATOR_PATH: &str = "/_stripe";
+pub use crate::web::SIMULATOR_PATH;
 
 /// The Stripe client the settings ask for, the plans' prices, and in demo mode the simulator (whose
 /// webhook secret, made up here, joins the settings).

@@ -68,3 +68,29 @@ pub fn static_counter(
         .insert(key, counter.clone());
     counter
 }
+
+/// Counters of things operators should see (exported as metrics later).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Webhooks refused for their signature.
+    pub signature_failures: std::sync::atomic::AtomicU64,
+    /// Events naming a user already linked to another customer.
+    pub match_conflicts: std::sync::atomic::AtomicU64,
+    /// Events recorded.
+    pub events_recorded: std::sync::atomic::AtomicU64,
+    /// Duplicate deliveries.
+    pub events_duplicate: std::sync::atomic::AtomicU64,
+    /// Events this instance finished processing (whatever the outcome).
+    pub events_processed: std::sync::atomic::AtomicU64,
+    /// Events the webhook pipeline applied in a batch (its fast path).
+    pub events_batched: std::sync::atomic::AtomicU64,
+    /// Subscription re-fetches sent to Stripe.
+    pub refetches: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    /// Adds one.
+    pub fn bump(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}

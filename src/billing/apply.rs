@@ -11,15 +11,16 @@
 use chrono::Utc;
 use sqlx::AnyConnection;
 
+use crate::billing::Billing;
 use crate::billing::write::{self, Incoming, Outcome};
 use crate::db;
 use crate::db::events::EventState;
 use crate::domain::ordering::Evidence;
 use crate::domain::{SubscriptionSnapshot, UserId};
 use crate::error::AppError;
-use crate::state::{AppState, Counters};
 use crate::stripe::StripeCallError;
 use crate::stripe::objects::{self, CheckoutInfo, EventEnvelope};
+use crate::telemetry::Counters;
 
 /// How long one instance holds an event while applying it.
 pub(crate) const LEASE_SECS: i64 = 60;
@@ -27,7 +28,7 @@ pub(crate) const LEASE_SECS: i64 = 60;
 /// Claims, applies and records one stored event. `None` when another worker holds it or it is not
 /// waiting (already applied). With `replay`, dead and unmatched events are taken too.
 pub async fn process(
-    state: &AppState,
+    state: &Billing,
     event_id: &str,
     replay: bool,
 ) -> Result<Option<EventState>, AppError> {
@@ -40,7 +41,7 @@ pub async fn process(
 
 /// Applies and records one stored event whose lease this instance holds already.
 pub async fn process_claimed(
-    state: &AppState,
+    state: &Billing,
     event_id: &str,
 ) -> Result<Option<EventState>, AppError> {
     let now = Utc::now().timestamp();
@@ -92,7 +93,7 @@ pub async fn process_claimed(
     }
 }
 
-fn count_applied(state: &AppState, kind: &str, outcome: EventState) {
+fn count_applied(state: &Billing, kind: &str, outcome: EventState) {
     Counters::bump(&state.counters.events_processed);
     metrics::counter!("msr_webhook_events_total", "type" => kind.to_owned(), "outcome" => outcome.as_str())
         .increment(1);
@@ -125,7 +126,7 @@ impl BatchItem {
 /// the single-event way must take after this commit (a same-second event that needs a re-fetch).
 /// On an error nothing was written; the caller applies every event the single-event way.
 pub async fn apply_batch(
-    state: &AppState,
+    state: &Billing,
     items: &[BatchItem],
 ) -> Result<Vec<Option<EventState>>, AppError> {
     let incoming: Vec<Incoming<'_>> = items
@@ -168,13 +169,13 @@ pub async fn apply_batch(
 }
 
 /// After the commit, so no reader can cache what was there before it.
-fn evict(state: &AppState, written: &write::Written) {
+fn evict(state: &Billing, written: &write::Written) {
     for user in &written.touched {
         state.cache.evict(user.as_str());
     }
 }
 
-fn record_failure_later(state: AppState, event_id: String, detail: String, max_attempts: i64) {
+fn record_failure_later(state: Billing, event_id: String, detail: String, max_attempts: i64) {
     tokio::spawn(async move {
         for _ in 0..600 {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -201,7 +202,7 @@ fn describe(e: &AppError) -> String {
 }
 
 async fn finish_alone(
-    state: &AppState,
+    state: &Billing,
     id: &str,
     outcome: EventState,
     user: Option<&str>,
@@ -219,7 +220,7 @@ async fn finish_alone(
     Ok(outcome)
 }
 
-async fn apply_event(state: &AppState, event: &EventEnvelope) -> Result<EventState, AppError> {
+async fn apply_event(state: &Billing, event: &EventEnvelope) -> Result<EventState, AppError> {
     let kind = event.kind.as_str();
     if kind.starts_with("customer.subscription.") {
         apply_subscription_event(state, event).await
@@ -258,7 +259,7 @@ async fn apply_event(state: &AppState, event: &EventEnvelope) -> Result<EventSta
 
 /// Stripe expired a Checkout Session: the next checkout for that plan must not hand it back.
 async fn expire_checkout_session(
-    state: &AppState,
+    state: &Billing,
     event: &EventEnvelope,
 ) -> Result<EventState, AppError> {
     let Some(id) = event.object.get("id").and_then(|v| v.as_str()) else {
@@ -276,7 +277,7 @@ async fn expire_checkout_session(
 }
 
 async fn apply_subscription_event(
-    state: &AppState,
+    state: &Billing,
     event: &EventEnvelope,
 ) -> Result<EventState, AppError> {
     let snapshot = match objects::subscription(&event.object) {
@@ -311,7 +312,7 @@ async fn apply_subscription_event(
 
 /// Re-fetches the subscription (coalesced, rate-limited) and writes what Stripe has now.
 async fn refetch_and_write(
-    state: &AppState,
+    state: &Billing,
     subscription_id: &str,
     event: Option<&EventEnvelope>,
     watermark: i64,
@@ -364,7 +365,7 @@ enum Match {
 /// Finds the user by customer; failing that, a `metadata.user_id` naming a known user without a
 /// customer links that customer to that user (and requeues the customer's unmatched events).
 async fn resolve_user(
-    state: &AppState,
+    state: &Billing,
     conn: &mut AnyConnection,
     customer: &str,
     hint: Option<&str>,
@@ -381,7 +382,7 @@ async fn resolve_user(
 /// Links a customer nobody owns to the known user `hint` names, when that user has no customer
 /// yet (and requeues the customer's unmatched events). `None`: nobody, or a conflict (counted).
 pub(crate) async fn link_by_hint(
-    state: &AppState,
+    state: &Billing,
     conn: &mut AnyConnection,
     customer: &str,
     hint: Option<&str>,
@@ -412,7 +413,7 @@ pub(crate) async fn link_by_hint(
 /// transaction; a tie with what is stored re-fetches the subscription from Stripe and writes that.
 #[allow(clippy::too_many_arguments)]
 async fn write_snapshot(
-    state: &AppState,
+    state: &Billing,
     snapshot: &SubscriptionSnapshot,
     event: Option<&EventEnvelope>,
     evidence: Evidence,
@@ -476,7 +477,7 @@ async fn write_snapshot(
 /// Applies a completed Checkout Session: links its customer to the user it names, then fetches and
 /// writes its subscription. Used by the webhook and by the success-page sync (`event` = `None`).
 pub async fn apply_checkout_session(
-    state: &AppState,
+    state: &Billing,
     info: &CheckoutInfo,
     event: Option<&EventEnvelope>,
     watermark: i64,
@@ -544,7 +545,7 @@ pub async fn apply_checkout_session(
 }
 
 async fn link_from_customer_object(
-    state: &AppState,
+    state: &Billing,
     event: &EventEnvelope,
 ) -> Result<EventState, AppError> {
     let customer = objects::customer_of(&event.kind, &event.object);
@@ -594,7 +595,7 @@ async fn link_from_customer_object(
 /// Writes a subscription just fetched from Stripe (the sync command): fresh, so it always wins,
 /// and the stored watermark stays where it is.
 pub async fn write_fetched(
-    state: &AppState,
+    state: &Billing,
     subscription: &serde_json::Value,
     user_hint: Option<&str>,
 ) -> Result<EventState, AppError> {

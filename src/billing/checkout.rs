@@ -3,12 +3,12 @@
 
 use chrono::Utc;
 
+use crate::billing::Billing;
 use crate::billing::apply;
 use crate::db;
 use crate::db::users::User;
 use crate::domain::{Plan, UserId};
 use crate::error::AppError;
-use crate::state::AppState;
 use crate::stripe::api::CheckoutRequest;
 use crate::stripe::{StripeCallError, objects};
 
@@ -21,7 +21,7 @@ pub struct CheckoutStarted {
     pub session_id: String,
 }
 
-async fn known_user(state: &AppState, id: &UserId) -> Result<User, AppError> {
+async fn known_user(state: &Billing, id: &UserId) -> Result<User, AppError> {
     db::users::find(&state.db.pool, id)
         .await?
         .ok_or_else(|| AppError::UnknownUser(id.to_string()))
@@ -30,7 +30,7 @@ async fn known_user(state: &AppState, id: &UserId) -> Result<User, AppError> {
 /// Runs a Stripe create with an Idempotency-Key `<purpose>:<attempt>`; after a definitive failure
 /// the attempt moves on (Stripe would replay the failure for 24 h), after a timeout it does not (the
 /// same key must find out whether the first try went through).
-async fn with_idempotency<T, F, Fut>(state: &AppState, purpose: &str, f: F) -> Result<T, AppError>
+async fn with_idempotency<T, F, Fut>(state: &Billing, purpose: &str, f: F) -> Result<T, AppError>
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<T, StripeCallError>>,
@@ -49,7 +49,7 @@ where
 
 /// The user's Stripe customer, created once: stored before any Checkout Session is made; concurrent
 /// calls send the same Idempotency-Key and so get the same customer.
-pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, AppError> {
+pub async fn ensure_customer(state: &Billing, user: &User) -> Result<String, AppError> {
     if let Some(c) = &user.stripe_customer_id {
         return Ok(c.to_string());
     }
@@ -80,7 +80,7 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
 /// Starts a Checkout for a plan, or returns the open one for that plan. A user who already has a
 /// subscription that is not over gets 409 (the portal is where plans change).
 pub async fn start(
-    state: &AppState,
+    state: &Billing,
     user_id: &UserId,
     plan: Plan,
 ) -> Result<CheckoutStarted, AppError> {
@@ -171,7 +171,7 @@ fn with_session_placeholder(url: &str) -> String {
 }
 
 /// A customer portal session for the user. 409 when the user has no Stripe customer yet.
-pub async fn open_portal(state: &AppState, user_id: &UserId) -> Result<String, AppError> {
+pub async fn open_portal(state: &Billing, user_id: &UserId) -> Result<String, AppError> {
     let api = state.stripe()?;
     let user = known_user(state, user_id).await?;
     let Some(customer) = user.stripe_customer_id else {
@@ -191,7 +191,7 @@ pub async fn open_portal(state: &AppState, user_id: &UserId) -> Result<String, A
 /// The success-page sync: when the owner lands back from Checkout, apply the session and its
 /// subscription at once instead of waiting for the webhook. The session must belong to `user_id`.
 pub async fn sync_session(
-    state: &AppState,
+    state: &Billing,
     user_id: &UserId,
     session_id: &str,
 ) -> Result<(), AppError> {

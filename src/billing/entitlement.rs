@@ -2,11 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::billing::Billing;
 use crate::billing::cache;
 use crate::db;
 use crate::domain::{Decision, Entitlement, UserId};
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// The policy's answer together with what it was computed from.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ impl EntitlementAnswer {
 
 /// Looks the user up (in the cache, else the store) and applies the policy. Unknown users are an
 /// error (404 on the API).
-pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnswer, AppError> {
+pub async fn check(state: &Billing, user_id: &UserId) -> Result<EntitlementAnswer, AppError> {
     let now = Utc::now();
     let snapshot = match state.cache.get(user_id.as_str(), now) {
         Some(s) => s,
@@ -42,7 +42,7 @@ pub async fn check(state: &AppState, user_id: &UserId) -> Result<EntitlementAnsw
 }
 
 fn answer(
-    state: &AppState,
+    state: &Billing,
     user_id: &UserId,
     snapshot: cache::Snapshot,
     now: DateTime<Utc>,
@@ -72,7 +72,7 @@ fn answer(
 /// Like [`check`], but read from the store (not the cache) with everything it keeps, the
 /// subscription id and the row's `updated_at` included: for the developer views that show them.
 pub async fn check_stored(
-    state: &AppState,
+    state: &Billing,
     user_id: &UserId,
 ) -> Result<EntitlementAnswer, AppError> {
     let now = Utc::now();
@@ -82,7 +82,7 @@ pub async fn check_stored(
 
 /// The user and the answer, read from the store in one round trip: what `/dev/status` shows.
 pub async fn user_and_stored(
-    state: &AppState,
+    state: &Billing,
     user_id: &UserId,
 ) -> Result<(db::users::User, EntitlementAnswer), AppError> {
     let now = Utc::now();
@@ -100,7 +100,7 @@ pub async fn user_and_stored(
 
 /// A user's entitlement (or existence, or complimentary access) changed outside a transaction:
 /// tell every instance and forget it here.
-pub async fn changed(state: &AppState, user: &UserId) -> Result<(), AppError> {
+pub async fn changed(state: &Billing, user: &UserId) -> Result<(), AppError> {
     let mut conn = state.db.pool.acquire().await?;
     db::entitlements::notify_changed(&mut conn, state.db.backend, user.as_str()).await?;
     state.cache.evict(user.as_str());

@@ -3,11 +3,12 @@
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+use crate::billing::Billing;
 use crate::db;
 use crate::db::events::{EventState, NewEvent};
 use crate::error::AppError;
-use crate::state::{AppState, Counters};
 use crate::stripe::objects::{self, EventEnvelope};
+use crate::telemetry::Counters;
 
 /// What recording did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +60,7 @@ impl Prepared {
 
 /// Reads a verified body. A body that is validly signed but not a readable event is still
 /// recorded, as ignored, under an id made from its hash: it is never refused.
-pub fn prepare(state: &AppState, body: &[u8], source: &'static str) -> Prepared {
+pub fn prepare(state: &Billing, body: &[u8], source: &'static str) -> Prepared {
     let payload = String::from_utf8_lossy(body).into_owned();
     match objects::parse_event(body) {
         Ok(event) => {
@@ -123,7 +124,7 @@ pub fn prepare(state: &AppState, body: &[u8], source: &'static str) -> Prepared 
 }
 
 /// Counts a recorded event (new or a duplicate delivery).
-pub fn count(state: &AppState, new: bool) {
+pub fn count(state: &Billing, new: bool) {
     Counters::bump(if new {
         &state.counters.events_recorded
     } else {
@@ -133,7 +134,7 @@ pub fn count(state: &AppState, new: bool) {
 
 /// Records an event (raw payload kept), on its own.
 pub async fn record(
-    state: &AppState,
+    state: &Billing,
     body: &[u8],
     source: &'static str,
 ) -> Result<Recorded, AppError> {

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod cache;
 pub mod checkout;
+pub mod context;
 pub mod entitlement;
 pub mod ingest;
 pub mod pipeline;
@@ -13,3 +14,5 @@ pub mod sync;
 pub mod users;
 pub mod worker;
 pub mod write;
+
+pub use context::{Billing, Parts, Prices};

@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::Utc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::billing::Billing;
 use crate::billing::apply::{self, BatchItem, LEASE_SECS};
 use crate::billing::ingest::{self, Prepared};
 use crate::db::events::EventState;
 use crate::db::{self, Backend};
 use crate::error::AppError;
-use crate::state::AppState;
 use crate::stripe::objects::EventEnvelope;
 
 /// Most deliveries recorded, or events applied, in one transaction.
@@ -82,7 +82,7 @@ impl Default for Pipeline {
 impl Pipeline {
     /// Starts the stages' tasks (once; the server does this). Until then, and in the commands,
     /// every event is recorded and applied on its own.
-    pub fn spawn(state: &AppState) {
+    pub fn spawn(state: &Billing) {
         let taken = state
             .pipeline
             .receivers
@@ -115,7 +115,7 @@ impl Pipeline {
         state.pipeline.running.store(true, Ordering::Release);
     }
 
-    async fn gate(&self, state: &AppState) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    async fn gate(&self, state: &Billing) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match state.db.backend {
             Backend::Sqlite => Some(self.gate.lock().await),
             Backend::Postgres => None,
@@ -124,7 +124,7 @@ impl Pipeline {
 }
 
 /// Records a verified delivery durably; returns it and whether it was new (not a duplicate).
-pub async fn record(state: &AppState, prepared: Prepared) -> Recorded {
+pub async fn record(state: &Billing, prepared: Prepared) -> Recorded {
     if !state.pipeline.running.load(Ordering::Acquire) {
         return record_alone(state, prepared).await;
     }
@@ -142,7 +142,7 @@ pub async fn record(state: &AppState, prepared: Prepared) -> Recorded {
         .unwrap_or_else(|_| Err(AppError::Internal("the event recorder stopped".into())))
 }
 
-async fn record_alone(state: &AppState, prepared: Prepared) -> Recorded {
+async fn record_alone(state: &Billing, prepared: Prepared) -> Recorded {
     let new = db::events::record(&state.db.pool, &prepared.row(), Utc::now().timestamp()).await?;
     ingest::count(state, new);
     Ok((prepared, new))
@@ -150,7 +150,7 @@ async fn record_alone(state: &AppState, prepared: Prepared) -> Recorded {
 
 /// Applies a recorded event (if it waits and nobody else holds it): its outcome, or `None`.
 /// The work goes on if the caller stops waiting.
-pub async fn apply(state: &AppState, id: String, event: Option<EventEnvelope>) -> Applied {
+pub async fn apply(state: &Billing, id: String, event: Option<EventEnvelope>) -> Applied {
     if !state.pipeline.running.load(Ordering::Acquire) {
         return apply::process(state, &id, false).await;
     }
@@ -183,7 +183,7 @@ async fn next_batch<T>(rx: &Mutex<mpsc::Receiver<T>>) -> Option<Vec<T>> {
     Some(batch)
 }
 
-async fn recorder(state: AppState, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
+async fn recorder(state: Billing, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
     while let Some(batch) = next_batch(&rx).await {
         let rows: Vec<_> = batch.iter().map(|job| job.prepared.row()).collect();
         let result = {
@@ -220,7 +220,7 @@ async fn recorder(state: AppState, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
     }
 }
 
-async fn applier(state: AppState, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
+async fn applier(state: Billing, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
     while let Some(batch) = next_batch(&rx).await {
         let mut ids: Vec<&str> = batch.iter().map(|job| job.id.as_str()).collect();
         ids.sort_unstable();
@@ -311,7 +311,7 @@ impl Drop for Timing {
 }
 
 /// The single-event way, for an event this instance has claimed.
-fn alone(state: &AppState, id: String, done: oneshot::Sender<Applied>) {
+fn alone(state: &Billing, id: String, done: oneshot::Sender<Applied>) {
     let state = state.clone();
     tokio::spawn(async move {
         let _ = done.send(apply::process_claimed(&state, &id).await);

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::RwLock;
 
+use crate::billing::Billing;
 use crate::domain::Plan;
-use crate::state::AppState;
 
 /// A plan with its price as shown on the plan page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +69,7 @@ fn describe(price: &Value) -> Option<String> {
 
 /// The plans with their prices (from cache when fresh; a price Stripe cannot give now reads as
 /// unavailable and is not cached).
-pub async fn offers(state: &AppState) -> Vec<PlanOffer> {
+pub async fn offers(state: &Billing) -> Vec<PlanOffer> {
     if let Some((at, offers)) = state.price_cache.entry.read().await.as_ref()
         && at.elapsed() < TTL
     {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::state::Counters;
 use crate::stripe::{StripeApi, StripeCallError};
+use crate::telemetry::Counters;
 
 #[derive(Debug, Default)]
 struct Slot {

@@ -10,11 +10,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
+use crate::billing::Billing;
 use crate::billing::{apply, entitlement, sync};
 use crate::db;
 use crate::domain::UserId;
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// How the audit log shows an entitlement decision.
 fn shown(answer: &entitlement::EntitlementAnswer) -> String {
@@ -32,7 +32,7 @@ fn shown(answer: &entitlement::EntitlementAnswer) -> String {
 
 /// The owner's entitlement as the audit log shows it, read inside `tx`.
 async fn described_in(
-    state: &AppState,
+    state: &Billing,
     tx: &mut AnyConnection,
     user: &UserId,
 ) -> Result<String, AppError> {
@@ -54,14 +54,14 @@ async fn described_in(
 }
 
 /// The owner's entitlement as the audit log shows it, from the store.
-async fn described(state: &AppState, user: &UserId) -> Result<String, AppError> {
+async fn described(state: &Billing, user: &UserId) -> Result<String, AppError> {
     Ok(shown(&entitlement::check_stored(state, user).await?))
 }
 
 /// Runs `change` in a write transaction and writes its audit row in the same one; then tells
 /// every instance that the owner's entitlement may have changed.
 async fn audited<F>(
-    state: &AppState,
+    state: &Billing,
     admin: &UserId,
     user: &UserId,
     action: &str,
@@ -94,7 +94,7 @@ where
 
 /// Grants complimentary access until `until`, saying why.
 pub async fn grant_complimentary(
-    state: &AppState,
+    state: &Billing,
     admin: &UserId,
     user: &UserId,
     until: DateTime<Utc>,
@@ -110,7 +110,7 @@ pub async fn grant_complimentary(
 
 /// Ends complimentary access.
 pub async fn revoke_complimentary(
-    state: &AppState,
+    state: &Billing,
     admin: &UserId,
     user: &UserId,
 ) -> Result<(), AppError> {
@@ -128,7 +128,7 @@ pub async fn revoke_complimentary(
 }
 
 /// Ends every browser session of the owner: each is refused at its next request.
-pub async fn end_sessions(state: &AppState, admin: &UserId, user: &UserId) -> Result<(), AppError> {
+pub async fn end_sessions(state: &Billing, admin: &UserId, user: &UserId) -> Result<(), AppError> {
     audited(state, admin, user, "end all browser sessions", async |tx| {
         if db::users::end_sessions(&mut *tx, user).await? {
             Ok(())
@@ -140,7 +140,7 @@ pub async fn end_sessions(state: &AppState, admin: &UserId, user: &UserId) -> Re
 }
 
 async fn audit_after(
-    state: &AppState,
+    state: &Billing,
     admin: &UserId,
     user: &UserId,
     action: &str,
@@ -162,7 +162,7 @@ async fn audit_after(
 }
 
 /// Fetches the owner's subscriptions from Stripe and writes what Stripe has.
-pub async fn resync(state: &AppState, admin: &UserId, user: &UserId) -> Result<(), AppError> {
+pub async fn resync(state: &Billing, admin: &UserId, user: &UserId) -> Result<(), AppError> {
     let before = described(state, user).await?;
     sync::sync_subscriptions(state, Some(user)).await?;
     audit_after(state, admin, user, "resync from Stripe", &before).await
@@ -177,11 +177,7 @@ pub struct Replayed {
 
 /// Applies a stored event again (a failed, dead or unmatched one; an applied one is left alone),
 /// audited on the owner it concerns when there is one.
-pub async fn replay(
-    state: &AppState,
-    admin: &UserId,
-    event_id: &str,
-) -> Result<Replayed, AppError> {
+pub async fn replay(state: &Billing, admin: &UserId, event_id: &str) -> Result<Replayed, AppError> {
     let event = db::events::find(&state.db.pool, event_id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no event {event_id:?}")))?;

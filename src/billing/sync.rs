@@ -4,11 +4,11 @@
 use chrono::Utc;
 use serde_json::Value;
 
+use crate::billing::Billing;
 use crate::billing::{apply, ingest};
 use crate::db;
 use crate::domain::UserId;
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// What an Events API pass found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,7 +24,7 @@ const OVERLAP_SECS: i64 = 15 * 60;
 
 /// Reads Stripe's Events API from just before the newest event we have and feeds any we lack
 /// through the same path as the webhook (dedupe makes this safe to run at any time).
-pub async fn catch_up_events(state: &AppState) -> Result<CatchUp, AppError> {
+pub async fn catch_up_events(state: &Billing) -> Result<CatchUp, AppError> {
     let api = state.stripe()?;
     let newest = db::events::newest_created(&state.db.pool).await?;
     let since = newest.map_or(Utc::now().timestamp() - 24 * 3600, |n| n - OVERLAP_SECS);
@@ -72,7 +72,7 @@ pub struct Drift {
 /// Fetches every subscription of the given users (or of every user with a customer), writes what
 /// Stripe has, and reports who was wrong.
 pub async fn sync_subscriptions(
-    state: &AppState,
+    state: &Billing,
     only: Option<&UserId>,
 ) -> Result<(usize, Vec<Drift>), AppError> {
     let api = state.stripe()?;
@@ -120,7 +120,7 @@ pub async fn sync_subscriptions(
     Ok((users.len(), drifts))
 }
 
-async fn describe(state: &AppState, user: &UserId) -> Result<String, AppError> {
+async fn describe(state: &Billing, user: &UserId) -> Result<String, AppError> {
     let e = db::entitlements::find(&state.db.pool, user).await?;
     let decision = state.policy.decide(e.as_ref(), Utc::now());
     Ok(match e {

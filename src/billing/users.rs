@@ -2,11 +2,11 @@
 
 use chrono::Utc;
 
+use crate::billing::Billing;
 use crate::db;
 use crate::db::users::User;
 use crate::domain::{Email, UserId};
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// Whether `create` made the user or found it as asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub enum Created {
 /// Creates the user, idempotently: the same id and email again returns the stored user; the same id
 /// with another email is a conflict. The insert decides, so concurrent calls cannot both create.
 pub async fn create(
-    state: &AppState,
+    state: &Billing,
     id: &UserId,
     email: &Email,
 ) -> Result<(User, Created), AppError> {
@@ -49,6 +49,6 @@ pub async fn create(
 }
 
 /// Follows the Auth service's address for an existing user.
-pub async fn update_email(state: &AppState, id: &UserId, email: &Email) -> Result<(), AppError> {
+pub async fn update_email(state: &Billing, id: &UserId, email: &Email) -> Result<(), AppError> {
     Ok(db::users::set_email(&state.db.pool, id, email).await?)
 }

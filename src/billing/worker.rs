@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use crate::billing::Billing;
 use crate::billing::{apply, sync};
 use crate::db;
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// Applies every event that is due now. Returns how many were attempted.
-pub async fn run_due(state: &AppState) -> Result<usize, AppError> {
+pub async fn run_due(state: &Billing) -> Result<usize, AppError> {
     db::events::requeue_linked_unmatched(&state.db.pool).await?;
     let mut attempted = 0;
     loop {
@@ -32,13 +32,13 @@ pub async fn run_due(state: &AppState) -> Result<usize, AppError> {
 }
 
 /// Drops personal data from events older than the retention (`MSR_EVENT_RETENTION`).
-pub async fn reduce_old_events(state: &AppState) -> Result<u64, AppError> {
+pub async fn reduce_old_events(state: &Billing) -> Result<u64, AppError> {
     let retention = state.settings.event_retention.num_seconds();
     Ok(db::events::reduce_old(&state.db.pool, Utc::now().timestamp() - retention).await?)
 }
 
 /// Starts the retry worker and the Events API catch-up as tasks of the current runtime.
-pub fn spawn(state: AppState) {
+pub fn spawn(state: Billing) {
     let interval = state
         .settings
         .worker_interval

@@ -14,13 +14,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::Utc;
 use sqlx::AnyConnection;
 
+use crate::billing::Billing;
 use crate::db;
 use crate::db::events::EventState;
 use crate::db::subscriptions::StoredSubscription;
 use crate::domain::ordering::{self, Evidence, Ordering};
 use crate::domain::{Entitlement, StripeStatus, SubscriptionSnapshot, UserId};
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// One snapshot to write, and what it came with.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +80,7 @@ pub struct Written {
 /// evicts [`Written::touched`]). Items are decided in the order given, each seeing the ones before
 /// it. On an error nothing may be committed.
 pub async fn write(
-    state: &AppState,
+    state: &Billing,
     tx: &mut AnyConnection,
     items: &[Incoming<'_>],
 ) -> Result<Written, AppError> {
@@ -161,7 +161,7 @@ fn done(state: EventState, user: Option<UserId>) -> Outcome {
 /// subscription's `metadata.user_id`) names, which links the customer to them. Customers nobody
 /// owns are left out.
 async fn owners(
-    state: &AppState,
+    state: &Billing,
     tx: &mut AnyConnection,
     items: &[Incoming<'_>],
 ) -> Result<HashMap<String, UserId>, AppError> {
@@ -191,7 +191,7 @@ async fn owners(
 /// Derives and stores the entitlements of `users` from all their subscriptions; returns the ones
 /// that changed and every user written.
 async fn write_entitlements(
-    state: &AppState,
+    state: &Billing,
     tx: &mut AnyConnection,
     users: &[&str],
     now: i64,
@@ -247,7 +247,7 @@ fn parse_user(raw: &str) -> Result<UserId, AppError> {
 /// The row a snapshot becomes, carrying on what the snapshot does not say: since when it is past
 /// due, whether a payment waits for 3-D Secure, and the watermark (which never moves back).
 fn stored_row(
-    state: &AppState,
+    state: &Billing,
     item: &Incoming<'_>,
     previous: Option<&StoredSubscription>,
     user: &UserId,

@@ -15,7 +15,7 @@ use crate::billing::{entitlement, support};
 use crate::db;
 use crate::domain::{EntitlementStatus, UserId};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 use crate::web::html::{Chrome, is_htmx, render};
 use crate::web::session::{AdminUser, CsrfForm, NoFields};
 use crate::web::wire;

@@ -11,7 +11,7 @@ use crate::billing::entitlement;
 use crate::billing::users::{self, Created};
 use crate::domain::{Email, UserId};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 use crate::web::extract::Query;
 use crate::web::wire;
 

@@ -17,7 +17,7 @@ use crate::billing::{entitlement, users};
 use crate::db;
 use crate::domain::{Email, UserId};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 use crate::web::html::{Chrome, is_htmx, render};
 use crate::web::session::{self, CsrfForm, SessionForm, SessionUser};
 use crate::web::wire;

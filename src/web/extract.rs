@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::UserId;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 
 /// The user another service acts for: `X-User-Id`, trusted only with `Authorization: Bearer
 /// <MSR_INTERNAL_API_KEY>` when a key is configured (debug mode without a key takes the header alone).

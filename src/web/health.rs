@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::web::AppState;
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router<AppState> {

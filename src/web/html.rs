@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::error::PublicError;
-use crate::state::AppState;
+use crate::web::AppState;
 use crate::web::session::SessionUser;
 
 /// What the layout needs on every page.

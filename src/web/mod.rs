@@ -30,19 +30,20 @@ pub mod ops;
 pub mod pages;
 pub mod security;
 pub mod session;
+pub mod state;
 pub mod webhook;
 pub mod wire;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
+pub use state::{AppState, SessionStore};
 use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// Largest body the JSON API reads.
 pub const API_BODY_LIMIT: usize = 64 * 1024;
@@ -57,6 +58,9 @@ fn limited(router: Router<AppState>) -> Router<AppState> {
         ))
 }
 
+/// Where the embedded simulator is mounted in demo mode.
+pub const SIMULATOR_PATH: &str = "/_stripe";
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
@@ -70,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(limited(dev::router().merge(devtools::router())));
     }
     if let Some(sim) = &state.sim {
-        app = app.nest_service(crate::startup::SIMULATOR_PATH, sim.router());
+        app = app.nest_service(SIMULATOR_PATH, sim.router());
     }
     let app = app
         .route_layer(axum::middleware::from_fn(ops::track))
@@ -173,7 +177,7 @@ fn with_sessions(app: Router<AppState>, state: &AppState) -> Router<AppState> {
         };
     }
     match &state.sessions {
-        crate::state::SessionStore::Sqlite(store) => layer!(store),
-        crate::state::SessionStore::Postgres(store) => layer!(store),
+        crate::web::SessionStore::Sqlite(store) => layer!(store),
+        crate::web::SessionStore::Postgres(store) => layer!(store),
     }
 }

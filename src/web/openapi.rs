@@ -6,7 +6,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::state::AppState;
+use crate::web::AppState;
 use crate::web::{api, dev, wire};
 
 /// The document.

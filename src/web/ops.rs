@@ -14,7 +14,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 
 /// The process-wide recorder (installed once; every app in the process shares it).
 pub fn recorder() -> Option<&'static PrometheusHandle> {

@@ -16,7 +16,7 @@ use crate::billing::{checkout, plans, users};
 use crate::db;
 use crate::domain::{Email, EntitlementStatus, Plan, Reason, UserId};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 use crate::web::html::{Chrome, is_htmx, render};
 use crate::web::limits::Limited;
 use crate::web::session::{self, CsrfForm, NoFields, SessionForm, SessionUser};

@@ -23,10 +23,7 @@ const SIMULATOR_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form
 
 /// Adds the headers. `https` (from `MSR_PUBLIC_URL`) turns HSTS on.
 pub async fn headers(State(https): State<bool>, request: Request, next: Next) -> Response {
-    let simulator = request
-        .uri()
-        .path()
-        .starts_with(crate::startup::SIMULATOR_PATH);
+    let simulator = request.uri().path().starts_with(crate::web::SIMULATOR_PATH);
     let mut response = next.run(request).await;
     add(response.headers_mut(), simulator, https);
     response

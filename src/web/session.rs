@@ -9,7 +9,7 @@ use tower_sessions::Session;
 
 use crate::domain::UserId;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 
 const USER_KEY: &str = "user_id";
 /// Until when (unix seconds) a `role=admin` hand-off makes this session an admin.

@@ -17,8 +17,9 @@ use serde_json::json;
 use crate::billing::{ingest, pipeline};
 use crate::db::events::EventState;
 use crate::error::AppError;
-use crate::state::{AppState, Counters};
 use crate::stripe::signature;
+use crate::telemetry::Counters;
+use crate::web::AppState;
 
 /// Largest webhook body accepted.
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;

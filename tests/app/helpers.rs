@@ -6,7 +6,7 @@ use std::sync::Once;
 
 use msr_billing::config::Settings;
 use msr_billing::startup::Application;
-use msr_billing::state::AppState;
+use msr_billing::web::AppState;
 use reqwest::{Method, RequestBuilder, Response};
 use tokio::sync::oneshot;
 

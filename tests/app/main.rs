@@ -11,6 +11,7 @@ mod dev_routes;
 mod edges;
 mod entitlement;
 mod journeys;
+mod layers;
 mod openapi;
 mod ordering;
 mod pages;

@@ -15,7 +15,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
 use msr_billing::domain::UserId;
-use msr_billing::state::AppState;
+use msr_billing::web::AppState;
 use serde_json::json;
 use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::billing::{checkout, entitlement};
 use crate::domain::Plan;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 use crate::web::extract::{ApiUser, Json, Query, USER_ID_HEADER};
 use crate::web::html::is_browser;
 use crate::web::limits::Limited;

@@ -10,7 +10,7 @@ use axum::routing::get;
 
 use crate::billing::entitlement::{self, EntitlementAnswer};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::web::AppState;
 use crate::web::extract::ApiUser;
 use crate::web::wire;
 

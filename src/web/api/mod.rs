@@ -5,7 +5,7 @@ pub mod entitlement;
 
 use axum::Router;
 
-use crate::state::AppState;
+use crate::web::AppState;
 
 /// Every internal API route.
 pub fn router() -> Router<AppState> {

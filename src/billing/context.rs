@@ -1,7 +1,8 @@
-//! What every handler can reach.
+//! The billing context: everything the use cases need (the database, Stripe, the cache, the
+//! webhook pipeline, the background loops, the configuration), behind one pointer. The web layer
+//! holds it inside its own state; the commands use it alone.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::billing::refetch::Refetcher;
 use crate::config::Settings;
@@ -9,30 +10,30 @@ use crate::db::Db;
 use crate::domain::{Plan, Policy};
 use crate::error::AppError;
 use crate::stripe::StripeApi;
+use crate::telemetry::Counters;
 
-/// Shared application state: one pointer, so every extractor and layer that takes it costs one
-/// reference count, not one per part (the profile of the entitlement check showed cloning and
-/// dropping the parts at a fifth of its CPU time).
+/// The billing context: one pointer, so every clone costs one reference count (the profile of the
+/// entitlement check showed cloning and dropping the parts at a fifth of its CPU time).
 #[derive(Debug, Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct Billing(Arc<Parts>);
 
-impl AppState {
+impl Billing {
     /// Wraps the parts.
-    pub fn new(shared: Shared) -> Self {
-        AppState(Arc::new(shared))
+    pub fn new(parts: Parts) -> Self {
+        Billing(Arc::new(parts))
     }
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+impl std::ops::Deref for Billing {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
         &self.0
     }
 }
 
-/// What every handler can reach, behind [`AppState`].
+/// What the use cases reach, behind [`Billing`].
 #[derive(Debug)]
-pub struct Shared {
+pub struct Parts {
     /// The database.
     pub db: Db,
     /// The checked configuration.
@@ -47,27 +48,19 @@ pub struct Shared {
     pub refetch: Arc<Refetcher>,
     /// Counters operators watch.
     pub counters: Arc<Counters>,
-    /// The built-in Stripe simulator, in demo mode (served under `/_stripe/`).
-    pub sim: Option<msr_stripe_sim::Simulator>,
     /// The plans' prices as shown on the plan page.
     pub price_cache: Arc<crate::billing::plans::PriceCache>,
     /// Entitlements in memory, evicted on every change.
     pub cache: Arc<crate::billing::cache::EntitlementCache>,
     /// The webhook's record and apply stages.
     pub pipeline: Arc<crate::billing::pipeline::Pipeline>,
-    /// Per-user limits on the calls that reach Stripe for one owner, and return-poll counts.
-    pub limits: Arc<crate::web::limits::UserLimits>,
-    /// The admin dashboard's counts.
-    pub admin_counts: Arc<crate::web::admin::CountsCache>,
-    /// Browser sessions, stored in the same database.
-    pub sessions: SessionStore,
     /// Wakes the background worker (a customer was linked and its unmatched events are due).
     pub wake: Arc<tokio::sync::Notify>,
     /// Every background loop, supervised.
     pub tasks: crate::tasks::Supervisor,
 }
 
-impl Shared {
+impl Parts {
     /// The Stripe client, or 503 when none is configured.
     pub fn stripe(&self) -> Result<&StripeApi, AppError> {
         self.stripe.as_ref().ok_or(AppError::StripeNotConfigured)
@@ -104,39 +97,4 @@ impl Prices {
             },
         }
     }
-}
-
-/// Counters of things operators should see (exported as metrics later).
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Webhooks refused for their signature.
-    pub signature_failures: AtomicU64,
-    /// Events naming a user already linked to another customer.
-    pub match_conflicts: AtomicU64,
-    /// Events recorded.
-    pub events_recorded: AtomicU64,
-    /// Duplicate deliveries.
-    pub events_duplicate: AtomicU64,
-    /// Events this instance finished processing (whatever the outcome).
-    pub events_processed: AtomicU64,
-    /// Events the webhook pipeline applied in a batch (its fast path).
-    pub events_batched: AtomicU64,
-    /// Subscription re-fetches sent to Stripe.
-    pub refetches: AtomicU64,
-}
-
-impl Counters {
-    /// Adds one.
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// The session store on the service's database (tower-sessions needs a concrete sqlx pool).
-#[derive(Debug, Clone)]
-pub enum SessionStore {
-    /// SQLite.
-    Sqlite(tower_sessions_sqlx_store::SqliteStore),
-    /// PostgreSQL.
-    Postgres(tower_sessions_sqlx_store::PostgresStore),
 }
