@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use chrono::Duration;
+use std::time::Duration;
 use url::Url;
 
 /// A value that must never be printed.
@@ -339,21 +339,29 @@ impl Settings {
             public_url,
             listen_addr,
             internal_api_key,
-            past_due_grace: parse_duration_var(env, "MSR_PAST_DUE_GRACE", Duration::zero())?,
+            past_due_grace: parse_duration_var(env, "MSR_PAST_DUE_GRACE", Duration::ZERO)?,
             trial_days: parse_number(env, "MSR_TRIAL_DAYS", 0, 0..=730)?,
-            request_timeout: parse_duration_var(env, "MSR_REQUEST_TIMEOUT", Duration::seconds(30))?,
+            request_timeout: parse_duration_var(
+                env,
+                "MSR_REQUEST_TIMEOUT",
+                Duration::from_secs(30),
+            )?,
             stripe_rate_limit: parse_number(
                 env,
                 "MSR_STRIPE_RATE_LIMIT",
                 if mode_is_live { 80 } else { 20 },
                 1..=10_000,
             )?,
-            stripe_timeout: parse_duration_var(env, "MSR_STRIPE_TIMEOUT", Duration::seconds(10))?,
-            worker_interval: parse_duration_var(env, "MSR_WORKER_INTERVAL", Duration::seconds(1))?,
+            stripe_timeout: parse_duration_var(env, "MSR_STRIPE_TIMEOUT", Duration::from_secs(10))?,
+            worker_interval: parse_duration_var(
+                env,
+                "MSR_WORKER_INTERVAL",
+                Duration::from_secs(1),
+            )?,
             events_poll_interval: parse_duration_var(
                 env,
                 "MSR_EVENTS_POLL_INTERVAL",
-                Duration::minutes(5),
+                Duration::from_secs(300),
             )?,
             event_max_attempts: parse_number(env, "MSR_EVENT_MAX_ATTEMPTS", 8, 1..=100)?,
             auth_secret: long_secret(env, "MSR_AUTH_SECRET")?,
@@ -385,10 +393,10 @@ impl Settings {
                 })
                 .transpose()?
                 .unwrap_or_default(),
-            session_idle: parse_duration_var(env, "MSR_SESSION_IDLE", Duration::hours(12))?,
+            session_idle: parse_duration_var(env, "MSR_SESSION_IDLE", Duration::from_secs(43200))?,
             admin_role_ttl: {
-                let ttl = parse_duration_var(env, "MSR_ADMIN_ROLE_TTL", Duration::hours(1))?;
-                if ttl <= Duration::zero() || ttl > Duration::hours(1) {
+                let ttl = parse_duration_var(env, "MSR_ADMIN_ROLE_TTL", Duration::from_secs(3600))?;
+                if ttl <= Duration::ZERO || ttl > Duration::from_secs(3600) {
                     return Err(ConfigError::new(
                         "MSR_ADMIN_ROLE_TTL",
                         "must be more than 0 and at most 1h",
@@ -396,12 +404,16 @@ impl Settings {
                 }
                 ttl
             },
-            header_timeout: parse_duration_var(env, "MSR_HEADER_TIMEOUT", Duration::seconds(10))?,
-            idle_timeout: parse_duration_var(env, "MSR_IDLE_TIMEOUT", Duration::seconds(60))?,
+            header_timeout: parse_duration_var(env, "MSR_HEADER_TIMEOUT", Duration::from_secs(10))?,
+            idle_timeout: parse_duration_var(env, "MSR_IDLE_TIMEOUT", Duration::from_secs(60))?,
             max_connections: parse_number(env, "MSR_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
-            event_retention: parse_duration_var(env, "MSR_EVENT_RETENTION", Duration::days(90))?,
+            event_retention: parse_duration_var(
+                env,
+                "MSR_EVENT_RETENTION",
+                Duration::from_secs(7776000),
+            )?,
             cache_capacity: parse_number(env, "MSR_CACHE_CAPACITY", 1_000_000, 0..=100_000_000)?,
-            cache_ttl: parse_duration_var(env, "MSR_CACHE_TTL", Duration::seconds(120))?,
+            cache_ttl: parse_duration_var(env, "MSR_CACHE_TTL", Duration::from_secs(120))?,
             static_dir: env
                 .get("MSR_STATIC_DIR")
                 .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned()),
@@ -515,7 +527,7 @@ fn parse_duration_var(
         Some(raw) => parse_duration(&raw).ok_or_else(|| {
             ConfigError::new(
                 var,
-                format!("must be a duration such as 0, 90s, 30m, 72h or 3d, got {raw:?}"),
+                format!("must be a duration such as 0, 90s, 30m, 72h or 3d (at most 100 years), got {raw:?}"),
             )
         }),
     }
@@ -525,28 +537,39 @@ fn parse_duration_var(
 pub fn parse_duration(raw: &str) -> Option<Duration> {
     let raw = raw.trim();
     if raw == "0" {
-        return Some(Duration::zero());
+        return Some(Duration::ZERO);
     }
-    let mut total = Duration::zero();
+    let mut total: u64 = 0;
     let mut digits = String::new();
     for c in raw.chars() {
         if c.is_ascii_digit() {
             digits.push(c);
             continue;
         }
-        let n: i64 = digits.parse().ok()?;
+        let n: u64 = digits.parse().ok()?;
         digits.clear();
-        let unit = match c {
-            's' => Duration::seconds(1),
-            'm' => Duration::minutes(1),
-            'h' => Duration::hours(1),
-            'd' => Duration::days(1),
-            'w' => Duration::weeks(1),
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
             _ => return None,
         };
-        total = total.checked_add(&unit.checked_mul(n.try_into().ok()?)?)?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
     }
-    (digits.is_empty() && !raw.is_empty()).then_some(total)
+    (digits.is_empty() && !raw.is_empty() && total <= MAX_DURATION_SECS)
+        .then_some(Duration::from_secs(total))
+}
+
+/// The longest duration a variable takes (100 years): every duration fits a `chrono` one and an
+/// `i64` of milliseconds, so no use site has to handle an overflow.
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+
+/// A configured duration as a `chrono` one, for time arithmetic on dates. Never saturates for a
+/// parsed value (see [`MAX_DURATION_SECS`]).
+pub fn as_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 #[cfg(test)]
@@ -570,7 +593,7 @@ mod tests {
             s.frontend_cancel_url.as_str(),
             "http://127.0.0.1:8000/billing/cancel"
         );
-        assert_eq!(s.past_due_grace, Duration::zero());
+        assert_eq!(s.past_due_grace, Duration::ZERO);
     }
 
     #[test]
@@ -677,13 +700,25 @@ mod tests {
 
     #[test]
     fn durations_parse_in_the_usual_units() {
-        assert_eq!(parse_duration("0"), Some(Duration::zero()));
-        assert_eq!(parse_duration("72h"), Some(Duration::hours(72)));
-        assert_eq!(parse_duration("3d"), Some(Duration::days(3)));
-        assert_eq!(parse_duration("1d12h"), Some(Duration::hours(36)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("72h"), Some(Duration::from_secs(259200)));
+        assert_eq!(parse_duration("3d"), Some(Duration::from_secs(259200)));
+        assert_eq!(parse_duration("1d12h"), Some(Duration::from_secs(129600)));
         for bad in ["", "h", "3", "3x", "3 d", "-1h"] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
+        // Past 100 years, or past u64 seconds, is refused rather than wrapped or saturated.
+        assert_eq!(
+            parse_duration("36500d"),
+            Some(Duration::from_secs(MAX_DURATION_SECS))
+        );
+        for too_long in ["36501d", "99999999999999999999s", "30000000000000w"] {
+            assert_eq!(parse_duration(too_long), None, "{too_long:?}");
+        }
+        assert_eq!(
+            as_chrono(Duration::from_secs(MAX_DURATION_SECS)).num_days(),
+            36_500
+        );
     }
 
     #[test]

@@ -128,18 +128,11 @@ impl Application {
         spawn_session_cleanup(&self.state.tasks, &self.state.sessions);
         let router = crate::web::router(self.state.clone());
         tracing::info!(port = self.port, "serving");
-        let header_timeout = self
-            .state
-            .settings
-            .header_timeout
-            .to_std()
-            .unwrap_or(std::time::Duration::from_secs(10));
+        let header_timeout = self.state.settings.header_timeout;
         let idle_limit = self
             .state
             .settings
             .idle_timeout
-            .to_std()
-            .unwrap_or(std::time::Duration::from_secs(60))
             .max(std::time::Duration::from_secs(1));
         let mut builder = Builder::new(TokioExecutor::new());
         builder
@@ -244,13 +237,7 @@ impl Application {
         drop(self.listener);
         tracing::info!("shutting down: waiting for in-flight requests");
         let _ = stopping.send(true);
-        let limit = self
-            .state
-            .settings
-            .request_timeout
-            .to_std()
-            .unwrap_or(std::time::Duration::from_secs(30))
-            + std::time::Duration::from_secs(5);
+        let limit = self.state.settings.request_timeout + std::time::Duration::from_secs(5);
         let all_back = permits.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
         if tokio::time::timeout(limit, all_back).await.is_err() {
             tracing::warn!("some connections did not finish in time; closing them");
@@ -272,7 +259,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
     db.migrate().await?;
     announce(&settings, &db);
     let policy = Policy {
-        past_due_grace: settings.past_due_grace,
+        past_due_grace: crate::config::as_chrono(settings.past_due_grace),
     };
     let (stripe, prices, sim) = stripe_client(&mut settings, port)?;
     let sessions = session_store(&settings, &db).await?;
@@ -436,10 +423,7 @@ fn stripe_client(
         weekly: settings.stripe.price_weekly.clone(),
         monthly: settings.stripe.price_monthly.clone(),
     };
-    let timeout = settings
-        .stripe_timeout
-        .to_std()
-        .unwrap_or(std::time::Duration::from_secs(10));
+    let timeout = settings.stripe_timeout;
     if settings.stripe.mode == StripeMode::Simulated {
         let secret = format!("whsec_sim_{:032x}", rand::random::<u128>());
         // The embedded simulator is on this service's own origin: its API and control routes take

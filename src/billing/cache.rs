@@ -190,6 +190,8 @@ pub struct EntitlementCache {
     healthy: AtomicBool,
     capacity: usize,
     ttl: chrono::Duration,
+    /// How often the fill renews the entries: half the TTL, at least a second.
+    refill_every: std::time::Duration,
     /// Wakes the fill when the cache becomes trusted again (it was cleared).
     refill: tokio::sync::Notify,
 }
@@ -209,7 +211,7 @@ fn lock_write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, Map> {
 impl EntitlementCache {
     /// A cache of at most `capacity` users whose entries are answered from for at most `ttl`
     /// (`capacity` 0: off).
-    pub fn new(capacity: usize, ttl: chrono::Duration, healthy: bool) -> Self {
+    pub fn new(capacity: usize, ttl: std::time::Duration, healthy: bool) -> Self {
         EntitlementCache {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             keys: [
@@ -221,7 +223,8 @@ impl EntitlementCache {
             len: AtomicUsize::new(0),
             healthy: AtomicBool::new(healthy),
             capacity,
-            ttl,
+            ttl: crate::config::as_chrono(ttl),
+            refill_every: (ttl / 2).max(std::time::Duration::from_secs(1)),
             refill: tokio::sync::Notify::new(),
         }
     }
@@ -418,10 +421,7 @@ pub fn spawn_filler(
     if cache.capacity == 0 {
         return;
     }
-    let every = (cache.ttl / 2)
-        .to_std()
-        .unwrap_or_default()
-        .max(std::time::Duration::from_secs(1));
+    let every = cache.refill_every;
     tasks.spawn("cache-fill", move || {
         let (cache, pool) = (cache.clone(), pool.clone());
         async move {
@@ -512,7 +512,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_expire() {
-        let cache = EntitlementCache::new(10, chrono::Duration::seconds(30), true);
+        let cache = EntitlementCache::new(10, std::time::Duration::from_secs(30), true);
         let now = Utc::now();
         cache.put("u", &snap(now), cache.sequence());
         assert_eq!(cache.get("u", now), Some(snap(now)));
@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn an_eviction_wins_over_a_read_that_started_before_it() {
-        let cache = EntitlementCache::new(10, chrono::Duration::seconds(30), true);
+        let cache = EntitlementCache::new(10, std::time::Duration::from_secs(30), true);
         let now = Utc::now();
         // A reader takes the sequence and reads; a write evicts meanwhile: the read is not stored.
         let reader = cache.sequence();
@@ -555,7 +555,7 @@ mod tests {
 
     #[test]
     fn an_untrusted_cache_answers_nothing_and_capacity_is_bounded() {
-        let cache = EntitlementCache::new(2, chrono::Duration::seconds(30), false);
+        let cache = EntitlementCache::new(2, std::time::Duration::from_secs(30), false);
         let now = Utc::now();
         cache.put("a", &snap(now), cache.sequence());
         assert!(cache.get("a", now).is_none());

@@ -33,7 +33,7 @@ pub async fn run_due(state: &Billing) -> Result<usize, AppError> {
 
 /// Drops personal data from events older than the retention (`MSR_EVENT_RETENTION`).
 pub async fn reduce_old_events(state: &Billing) -> Result<u64, AppError> {
-    let retention = state.settings.event_retention.num_seconds();
+    let retention = state.settings.event_retention.as_secs() as i64;
     Ok(db::events::reduce_old(&state.db.pool, Utc::now().timestamp() - retention).await?)
 }
 
@@ -42,8 +42,6 @@ pub fn spawn(state: Billing) {
     let interval = state
         .settings
         .worker_interval
-        .to_std()
-        .unwrap_or(Duration::from_secs(1))
         .max(Duration::from_millis(50));
     let retention_state = state.clone();
     state.tasks.spawn("event-retention", move || {
@@ -79,11 +77,7 @@ pub fn spawn(state: Billing) {
             }
         }
     });
-    let poll = state
-        .settings
-        .events_poll_interval
-        .to_std()
-        .unwrap_or_default();
+    let poll = state.settings.events_poll_interval;
     if poll.is_zero() || state.stripe.is_none() {
         return;
     }

@@ -82,8 +82,8 @@ pub fn record_user(parts: &axum::http::request::Parts, user: &crate::domain::Use
     }
 }
 
-/// Logs the cause of every error response once, inside the request's span: 5xx as errors with their
-/// internal cause, 4xx at debug level.
+/// Logs every error response once, inside the request's span: 5xx as errors with their internal
+/// cause (or that none was recorded: a layer's own answer), 4xx with a cause at debug level.
 pub async fn log_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     log_cause(&response);
@@ -91,13 +91,16 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
 }
 
 fn log_cause(response: &Response) {
-    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
-        let status = response.status().as_u16();
-        if response.status().is_server_error() {
+    let status = response.status().as_u16();
+    match response.extensions().get::<ErrorCause>() {
+        Some(ErrorCause(cause)) if response.status().is_server_error() => {
             tracing::error!(status, cause = %cause, "request failed");
-        } else {
-            tracing::debug!(status, cause = %cause, "request refused");
         }
+        Some(ErrorCause(cause)) => tracing::debug!(status, cause = %cause, "request refused"),
+        None if response.status().is_server_error() => {
+            tracing::error!(status, cause = "none recorded", "request failed");
+        }
+        None => {}
     }
 }
 

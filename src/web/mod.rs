@@ -85,11 +85,7 @@ pub fn router(state: AppState) -> Router {
             html::html_errors,
         ));
     let request_id = HeaderName::from_static("x-request-id");
-    let timeout = state
-        .settings
-        .request_timeout
-        .to_std()
-        .unwrap_or(std::time::Duration::from_secs(30));
+    let timeout = state.settings.request_timeout;
     let https = state.settings.public_url.scheme() == "https";
     // The entitlement check and Stripe's webhook: a lean lane (see `middleware::lane`), no
     // sessions; both are called by machines, at the highest rates.
@@ -124,7 +120,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(middleware::make_span)
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(DefaultOnResponse::new().level(Level::INFO))
+                        // Failures are logged once, with their cause, by `middleware::log_errors`.
+                        .on_failure(()),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )
@@ -156,8 +154,9 @@ pub const SECURE_SESSION_COOKIE: &str = "__Host-msr_session";
 fn with_sessions(app: Router<AppState>, state: &AppState) -> Router<AppState> {
     use tower_sessions::cookie::SameSite;
     use tower_sessions::{Expiry, SessionManagerLayer};
-    let idle =
-        tower_sessions::cookie::time::Duration::seconds(state.settings.session_idle.num_seconds());
+    let idle = tower_sessions::cookie::time::Duration::seconds(
+        state.settings.session_idle.as_secs() as i64,
+    );
     let secure = state.settings.public_url.scheme() == "https";
     macro_rules! layer {
         ($store:expr) => {

@@ -98,7 +98,7 @@ pub(crate) async fn read_user(
 /// `idle - min(idle / 8, 60 s)` and `idle` after its last request, for one write per interval.
 async fn keep_alive(session: &Session, state: &AppState) -> Result<(), AppError> {
     let now = chrono::Utc::now().timestamp_millis();
-    let idle = state.settings.session_idle.num_milliseconds();
+    let idle = state.settings.session_idle.as_millis() as i64;
     let every = (idle / 8).min(60_000);
     let seen = session
         .get::<i64>(SEEN_KEY)
@@ -218,7 +218,7 @@ pub async fn sign_in(
         session
             .insert(
                 ADMIN_UNTIL_KEY,
-                chrono::Utc::now().timestamp() + state.settings.admin_role_ttl.num_seconds(),
+                chrono::Utc::now().timestamp() + state.settings.admin_role_ttl.as_secs() as i64,
             )
             .await
             .map_err(store_error)?;

@@ -326,3 +326,34 @@ async fn on_sqlite_readiness_needs_a_write_that_commits() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_server_error_is_logged_once_with_its_cause() {
+    let app = crate::helpers::StripeApp::spawn().await;
+    app.create_user("five", "five@example.com").await;
+    app.sim()
+        .set_fault(msr_stripe_sim::Fault::ApiErrors {
+            count: 100,
+            path_prefix: Some("/v1/customers".into()),
+        })
+        .await;
+    let id = "five-hundred-logged-once";
+    let response = app
+        .request(Method::POST, "/billing/checkout")
+        .header("X-User-Id", "five")
+        .header("X-Request-Id", id)
+        .json(&serde_json::json!({"plan": "monthly"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    // The request's last lines are written as its response leaves.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = crate::helpers::captured_logs();
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(id) && l.contains("ERROR"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("cause="), "{}", errors[0]);
+}

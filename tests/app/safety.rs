@@ -553,7 +553,8 @@ async fn while_the_postgresql_listener_is_down_answers_come_from_the_store() {
 async fn a_role_admin_hand_off_lasts_only_as_long_as_the_admin_role_ttl() {
     let app = TestApp::spawn_with(&[
         ("MSR_AUTH_SECRET", AUTH_SECRET),
-        ("MSR_ADMIN_ROLE_TTL", "1s"),
+        // Whole seconds: a 2 s role lasts between 1 and 2 s, so the first look is inside it.
+        ("MSR_ADMIN_ROLE_TTL", "2s"),
     ])
     .await;
     let client = browser();
