@@ -61,6 +61,9 @@ struct UsersTable {
     next_href: Option<String>,
 }
 
+/// A fragment is embedded in its page as a value: its own template escapes everything it shows.
+impl askama::filters::HtmlSafe for UsersTable {}
+
 struct CountView {
     status: String,
     count: i64,
@@ -75,7 +78,7 @@ struct Dashboard {
     q: String,
     status: String,
     statuses: Vec<String>,
-    table: String,
+    table: UsersTable,
 }
 
 #[derive(Deserialize, Default)]
@@ -190,9 +193,7 @@ async fn dashboard(
         statuses: ["active", "trialing", "past_due", "canceled", "none"]
             .map(String::from)
             .to_vec(),
-        table: table
-            .render()
-            .map_err(|e| AppError::Internal(format!("template: {e}")))?,
+        table,
     }))
 }
 

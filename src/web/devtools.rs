@@ -66,8 +66,11 @@ struct StatusFragment {
 struct ToolsPage {
     chrome: Chrome,
     lookup: String,
-    status: String,
+    status: StatusFragment,
 }
+
+/// A fragment is embedded in its page as a value: its own template escapes everything it shows.
+impl askama::filters::HtmlSafe for StatusFragment {}
 
 /// The status of the user `raw` names, as `viewer` sees it: the simulator controls are shown only
 /// for the viewer's own subscription, or to an admin.
@@ -149,9 +152,7 @@ async fn tools_page(
     Ok(render(&ToolsPage {
         chrome,
         lookup: p.user_id.clone(),
-        status: fragment
-            .render()
-            .map_err(|e| AppError::Internal(format!("template: {e}")))?,
+        status: fragment,
     }))
 }
 

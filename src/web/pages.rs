@@ -142,6 +142,9 @@ struct ReturnParams {
     session_id: String,
 }
 
+/// A fragment is embedded in its page as a value: its own template escapes everything it shows.
+impl askama::filters::HtmlSafe for ReturnStatus {}
+
 #[derive(Template)]
 #[template(path = "pages/_return_status.html")]
 struct ReturnStatus {
@@ -159,7 +162,7 @@ struct ReturnStatus {
 struct ReturnPage {
     chrome: Chrome,
     session_id: String,
-    fragment: String,
+    fragment: ReturnStatus,
 }
 
 /// How long the return page keeps polling (one request a second), counted by the server per
@@ -205,13 +208,10 @@ async fn return_page(
     Query(params): Query<ReturnParams>,
 ) -> Result<Response, AppError> {
     let fragment = return_fragment(&state, &user.id, &params).await?;
-    let html = fragment
-        .render()
-        .map_err(|e| AppError::Internal(format!("template: {e}")))?;
     Ok(render(&ReturnPage {
         chrome: Chrome::new(&state, Some(&user)),
         session_id: params.session_id,
-        fragment: html,
+        fragment,
     }))
 }
 
