@@ -4,6 +4,7 @@ use clap::{Args, Subcommand};
 
 use crate::billing::{apply, sync};
 use crate::db;
+use crate::db::events::EventState;
 use crate::domain::UserId;
 use crate::error::AppError;
 use crate::web::AppState;
@@ -71,17 +72,17 @@ pub async fn run_events(state: &AppState, command: &EventsCommand) -> Result<(),
             unmatched,
             limit,
         } => {
-            let states: &[&str] = if *failed {
-                &["failed", "dead"]
+            let states: &[EventState] = if *failed {
+                &[EventState::Failed, EventState::Dead]
             } else if *unmatched {
-                &["unmatched"]
+                &[EventState::Unmatched]
             } else {
                 &[
-                    "pending",
-                    "failed",
-                    "dead",
-                    "unmatched",
-                    "livemode_mismatch",
+                    EventState::Pending,
+                    EventState::Failed,
+                    EventState::Dead,
+                    EventState::Unmatched,
+                    EventState::LivemodeMismatch,
                 ]
             };
             let events = db::events::list_in_states(&state.db.pool, states, *limit).await?;
@@ -92,7 +93,7 @@ pub async fn run_events(state: &AppState, command: &EventsCommand) -> Result<(),
                     e.id,
                     e.kind,
                     e.state,
-                    crate::db::from_unix(e.created).format("%Y-%m-%d %H:%M:%S"),
+                    e.created.format("%Y-%m-%d %H:%M:%S"),
                     e.attempts,
                     e.customer_id.as_deref().unwrap_or("-"),
                     e.last_error.as_deref().unwrap_or("")
@@ -103,8 +104,12 @@ pub async fn run_events(state: &AppState, command: &EventsCommand) -> Result<(),
         EventsCommand::Replay { failed, ids } => {
             let mut targets = ids.clone();
             if *failed {
-                let events =
-                    db::events::list_in_states(&state.db.pool, &["failed", "dead"], 10_000).await?;
+                let events = db::events::list_in_states(
+                    &state.db.pool,
+                    &[EventState::Failed, EventState::Dead],
+                    10_000,
+                )
+                .await?;
                 targets.extend(events.into_iter().map(|e| e.id));
             }
             if targets.is_empty() {

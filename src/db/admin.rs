@@ -1,6 +1,9 @@
 //! Queries of the admin pages: counts, the searchable user list, the audit log, used hand-off tokens.
 
+use chrono::{DateTime, Utc};
 use sqlx::{Any, Executor, Row};
+
+use super::from_unix;
 
 /// One row of the admin user table.
 #[derive(Debug, Clone)]
@@ -13,10 +16,10 @@ pub struct UserRow {
     pub status: String,
     /// Plan, if any.
     pub plan: Option<String>,
-    /// Period end (unix seconds).
-    pub period_end: Option<i64>,
-    /// Last change of the entitlement (unix seconds).
-    pub updated_at: Option<i64>,
+    /// Period end.
+    pub period_end: Option<DateTime<Utc>>,
+    /// Last change of the entitlement.
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// The smallest string greater than every string starting with `prefix` (for index range scans,
@@ -77,8 +80,10 @@ pub async fn search_users<'c, E: Executor<'c, Database = Any>>(
                 email: r.try_get("email")?,
                 status: r.try_get("status")?,
                 plan: r.try_get("plan")?,
-                period_end: r.try_get("current_period_end")?,
-                updated_at: r.try_get("updated_at")?,
+                period_end: r
+                    .try_get::<Option<i64>, _>("current_period_end")?
+                    .map(from_unix),
+                updated_at: r.try_get::<Option<i64>, _>("updated_at")?.map(from_unix),
             })
         })
         .collect()
@@ -107,8 +112,8 @@ pub struct AuditEntry {
     pub before: Option<String>,
     /// After.
     pub after: Option<String>,
-    /// When (unix seconds).
-    pub at: i64,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// Writes an audit entry.
@@ -150,7 +155,7 @@ pub async fn audit_for<'c, E: Executor<'c, Database = Any>>(
                 action: r.try_get("action")?,
                 before: r.try_get("before")?,
                 after: r.try_get("after")?,
-                at: r.try_get("at")?,
+                at: from_unix(r.try_get("at")?),
             })
         })
         .collect()

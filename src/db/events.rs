@@ -1,5 +1,6 @@
 //! The `stripe_events` table: every verified event, its raw payload and what became of it.
 
+use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
@@ -37,6 +38,35 @@ impl EventState {
             EventState::Dead => "dead",
             EventState::LivemodeMismatch => "livemode_mismatch",
         }
+    }
+
+    /// Every state, for reading the stored names back.
+    pub const ALL: [EventState; 8] = [
+        EventState::Pending,
+        EventState::Applied,
+        EventState::Skipped,
+        EventState::Ignored,
+        EventState::Unmatched,
+        EventState::Failed,
+        EventState::Dead,
+        EventState::LivemodeMismatch,
+    ];
+}
+
+impl std::str::FromStr for EventState {
+    type Err = crate::domain::InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| crate::domain::InvalidValue(format!("unknown event state {s:?}")))
+    }
+}
+
+impl std::fmt::Display for EventState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -165,11 +195,11 @@ pub struct StoredEvent {
     /// Its type.
     pub kind: String,
     /// Stripe's `created`.
-    pub created: i64,
+    pub created: DateTime<Utc>,
     /// Raw payload.
     pub payload: String,
-    /// State name.
-    pub state: String,
+    /// What became of it.
+    pub state: EventState,
     /// Attempts made.
     pub attempts: i64,
     /// Last error.
@@ -178,22 +208,27 @@ pub struct StoredEvent {
     pub customer_id: Option<String>,
     /// User, once matched.
     pub user_id: Option<String>,
-    /// When received (unix seconds).
-    pub received_at: i64,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
 }
 
 fn from_row(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
     Ok(StoredEvent {
         id: row.try_get("id")?,
         kind: row.try_get("type")?,
-        created: row.try_get("created")?,
+        created: super::from_unix(row.try_get("created")?),
         payload: row.try_get("payload")?,
-        state: row.try_get("state")?,
+        state: row.try_get::<String, _>("state")?.parse().map_err(|e| {
+            sqlx::Error::ColumnDecode {
+                index: "state".into(),
+                source: Box::new(e),
+            }
+        })?,
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
         customer_id: row.try_get("customer_id")?,
         user_id: row.try_get("user_id")?,
-        received_at: row.try_get("received_at")?,
+        received_at: super::from_unix(row.try_get("received_at")?),
     })
 }
 
@@ -407,12 +442,13 @@ pub async fn requeue_unmatched_for_user<'c, E: Executor<'c, Database = Any>>(
 /// Events in the given states, newest first.
 pub async fn list_in_states<'c, E: Executor<'c, Database = Any>>(
     ex: E,
-    states: &[&str],
+    states: &[EventState],
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    // The names are our own constants, never input: they are written into the query as they are.
     let list = states
         .iter()
-        .map(|s| format!("'{}'", s.replace('\'', "")))
+        .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
     sqlx::query(&format!("SELECT {COLUMNS} FROM stripe_events WHERE state IN ({list}) ORDER BY created DESC, id DESC LIMIT $1"))

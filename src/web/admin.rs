@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::billing::{entitlement, support};
 use crate::db;
+use crate::db::events::EventState;
 use crate::domain::{EntitlementStatus, UserId};
 use crate::error::AppError;
 use crate::web::AppState;
@@ -40,8 +41,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// Rows a page of the user table shows.
 const PAGE: i64 = 50;
 
-fn when(secs: Option<i64>) -> String {
-    secs.map(|s| db::from_unix(s).format("%Y-%m-%d %H:%M").to_string())
+fn when(t: Option<chrono::DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_else(|| "—".into())
 }
 
@@ -206,7 +207,7 @@ struct EventView {
     kind: String,
     created: String,
     received: String,
-    state: String,
+    state: &'static str,
     attempts: i64,
     error: String,
     replayable: bool,
@@ -322,14 +323,14 @@ async fn user_page(
     .into_iter()
     .map(|ev| EventView {
         replayable: matches!(
-            ev.state.as_str(),
-            "failed" | "dead" | "unmatched" | "pending"
+            ev.state,
+            EventState::Failed | EventState::Dead | EventState::Unmatched | EventState::Pending
         ),
         id: ev.id,
         kind: ev.kind,
         created: when(Some(ev.created)),
         received: when(Some(ev.received_at)),
-        state: ev.state,
+        state: ev.state.as_str(),
         attempts: ev.attempts,
         error: ev.last_error.unwrap_or_default(),
     })
@@ -440,7 +441,7 @@ struct ProblemView {
     id: String,
     kind: String,
     created: String,
-    state: String,
+    state: &'static str,
     attempts: i64,
     who: String,
     error: String,
@@ -457,7 +458,8 @@ async fn events_page(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
 ) -> Result<Response, AppError> {
-    let events = db::events::list_in_states(&state.db.pool, &["failed", "dead", "unmatched"], 500)
+    let problems = [EventState::Failed, EventState::Dead, EventState::Unmatched];
+    let events = db::events::list_in_states(&state.db.pool, &problems, 500)
         .await?
         .into_iter()
         .map(|e| ProblemView {
@@ -469,7 +471,7 @@ async fn events_page(
             id: e.id,
             kind: e.kind,
             created: when(Some(e.created)),
-            state: e.state,
+            state: e.state.as_str(),
             attempts: e.attempts,
             error: e.last_error.unwrap_or_default(),
         })

@@ -244,7 +244,7 @@ async fn sim_action(
         "advance_to_renewal" => match sim.advance_to_next_renewal(&subscription).await {
             Some(at) => format!(
                 "Clock moved to the renewal at {}.",
-                wire::time(db::from_unix(at))
+                wire::time(crate::domain::time::from_unix(at))
             ),
             None => "This subscription will not renew.".into(),
         },
