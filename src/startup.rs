@@ -11,7 +11,6 @@ use msr_stripe_sim::{SimConfig, Simulator, WebhookEndpoint};
 
 use crate::billing::{Billing, Parts, Prices};
 use crate::config::{ConfigError, Secret, Settings, StripeMode};
-use crate::db::Backend;
 use crate::db::Db;
 use crate::domain::Policy;
 use crate::stripe::StripeApi;
@@ -118,7 +117,7 @@ impl Application {
             self.state.cache.clone(),
             self.state.db.pool.clone(),
         );
-        if self.state.db.backend == Backend::Postgres {
+        if self.state.db.notifies() {
             crate::billing::cache::spawn_listener(
                 &self.state.tasks,
                 self.state.cache.clone(),
@@ -262,12 +261,12 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         past_due_grace: crate::config::as_chrono(settings.past_due_grace),
     };
     let (stripe, prices, sim) = stripe_client(&mut settings, port)?;
-    let sessions = session_store(&settings, &db).await?;
+    let sessions = crate::db::sessions::store(&db, settings.database_url.expose()).await?;
     // On PostgreSQL the cache is trusted only once the change listener runs.
     let cache = Arc::new(crate::billing::cache::EntitlementCache::new(
         settings.cache_capacity,
         settings.cache_ttl,
-        db.backend == Backend::Sqlite,
+        !db.notifies(),
     ));
     let billing = Billing::new(Parts {
         db,
@@ -290,48 +289,6 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         limits: Arc::default(),
         sessions,
     }))
-}
-
-/// The browser session store, on its own small pool to the same database (its crate needs a
-/// concrete sqlx pool), with its table created if missing.
-async fn session_store(settings: &Settings, db: &Db) -> Result<SessionStore, StartupError> {
-    use sqlx::pool::PoolOptions;
-    let url = settings.database_url.expose();
-    let failed = |e: sqlx::Error| ConfigError {
-        var: "DATABASE_URL".into(),
-        message: format!("session store: {e}"),
-    };
-    let store = match db.backend {
-        Backend::Sqlite => {
-            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
-                .map_err(failed)?
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(std::time::Duration::from_secs(5))
-                // Sessions are a few small rows: a small page cache per connection.
-                .pragma("cache_size", "-256");
-            let pool = PoolOptions::<sqlx::Sqlite>::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await
-                .map_err(failed)?;
-            let store = tower_sessions_sqlx_store::SqliteStore::new(pool);
-            store.migrate().await.map_err(failed)?;
-            SessionStore::Sqlite(store)
-        }
-        Backend::Postgres => {
-            let pool = PoolOptions::<sqlx::Postgres>::new()
-                .max_connections(4)
-                .connect(url)
-                .await
-                .map_err(failed)?;
-            let store = tower_sessions_sqlx_store::PostgresStore::new(pool);
-            store.migrate().await.map_err(failed)?;
-            SessionStore::Postgres(store)
-        }
-    };
-    Ok(store)
 }
 
 /// With `MSR_LISTEN_ADDR` on port 0 the default URLs name port 0; once bound, name the real port.

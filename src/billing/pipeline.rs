@@ -23,8 +23,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::billing::Billing;
 use crate::billing::apply::{self, BatchItem, LEASE_SECS};
 use crate::billing::ingest::{self, Prepared};
+use crate::db;
 use crate::db::events::EventState;
-use crate::db::{self, Backend};
 use crate::error::AppError;
 use crate::stripe::objects::EventEnvelope;
 
@@ -92,9 +92,10 @@ impl Pipeline {
         let Some((record_rx, apply_rx)) = taken else {
             return;
         };
-        let (recorders, appliers) = match state.db.backend {
-            Backend::Sqlite => (1, 1),
-            Backend::Postgres => (2, 4),
+        let (recorders, appliers) = if state.db.single_writer() {
+            (1, 1)
+        } else {
+            (2, 4)
         };
         let record_rx = Arc::new(Mutex::new(record_rx));
         let apply_rx = Arc::new(Mutex::new(apply_rx));
@@ -116,9 +117,10 @@ impl Pipeline {
     }
 
     async fn gate(&self, state: &Billing) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match state.db.backend {
-            Backend::Sqlite => Some(self.gate.lock().await),
-            Backend::Postgres => None,
+        if state.db.single_writer() {
+            Some(self.gate.lock().await)
+        } else {
+            None
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod checkout;
 pub mod entitlements;
 pub mod events;
+pub mod sessions;
 pub mod subscriptions;
 pub mod users;
 
@@ -235,6 +236,18 @@ pub(crate) fn get_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, sq
 pub use crate::domain::time::from_unix;
 
 impl Db {
+    /// Whether the database takes one writer at a time (SQLite): the webhook pipeline then runs
+    /// one stage of each kind and lets them take turns.
+    pub fn single_writer(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
+    /// Whether other instances can be told of a change at commit (PostgreSQL `NOTIFY`): the
+    /// entitlement cache is trusted only while that channel is heard.
+    pub fn notifies(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
     /// Begins a transaction that writes: `BEGIN IMMEDIATE` on SQLite takes the write lock at once, so
     /// a read followed by a write cannot fail half-way on a busy database.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {

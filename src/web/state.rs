@@ -45,11 +45,4 @@ impl std::ops::Deref for Shared {
     }
 }
 
-/// The session store on the service's database (tower-sessions needs a concrete sqlx pool).
-#[derive(Debug, Clone)]
-pub enum SessionStore {
-    /// SQLite.
-    Sqlite(tower_sessions_sqlx_store::SqliteStore),
-    /// PostgreSQL.
-    Postgres(tower_sessions_sqlx_store::PostgresStore),
-}
+pub use crate::db::sessions::SessionStore;

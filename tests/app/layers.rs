@@ -99,3 +99,23 @@ fn the_layer_check_sees_an_upward_import() {
     );
     assert!(layer("web") > layer("billing") && layer("billing") > layer("db"));
 }
+
+#[test]
+fn only_db_branches_on_the_database_backend() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let branches: Vec<String> = files
+        .iter()
+        .filter(|f| module_of(&src, f) != "db")
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| l.split("//").next().unwrap_or("").contains("Backend::"))
+                .map(|(n, _)| format!("{}:{}", f.strip_prefix(&src).unwrap().display(), n + 1))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(branches.is_empty(), "ask `Db` instead: {branches:?}");
+}
