@@ -12,47 +12,18 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{StripeApp, TestApp, TestDb, WEBHOOK_SECRET, assert_error, json, now, sign};
-use crate::pages::{browser, token_in};
+use crate::pages::browser;
 
 const INTERNAL_KEY: &str = "coverage-internal-key-0123456789abcdef";
 
 /// A browser signed in through the developer form (debug mode); the user is made if missing.
 pub(crate) async fn signed_in(app: &TestApp, user: &str) -> Client {
     let client = browser();
-    let form = client
-        .get(format!("{}/auth/signin", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let response = client
-        .post(format!("{}/auth/dev-signin", app.address))
-        .form(&[
-            ("csrf_token", token_in(&form).as_str()),
-            ("user_id", user),
-            ("email", &format!("{user}@example.com")),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER, "dev sign-in");
+    crate::safety::dev_sign_in(app, &client, user).await;
     client
 }
 
-/// The CSRF token of a signed-in browser's session.
-pub(crate) async fn csrf(app: &TestApp, client: &Client) -> String {
-    let page = client
-        .get(format!("{}/account", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    token_in(&page)
-}
+pub(crate) use crate::safety::csrf;
 
 /// What the store holds for a user (`GET /dev/status`).
 async fn stored(app: &TestApp, user: &str) -> Value {

@@ -16,7 +16,7 @@ async fn page(client: &Client, url: String) -> String {
 }
 
 /// Signs a browser in through the developer form (debug mode), with the token its session was given.
-async fn dev_sign_in(app: &TestApp, client: &Client, user: &str) {
+pub(crate) async fn dev_sign_in(app: &TestApp, client: &Client, user: &str) {
     let form = page(client, format!("{}/auth/signin", app.address)).await;
     let response = client
         .post(format!("{}/auth/dev-signin", app.address))
@@ -36,7 +36,7 @@ async fn dev_sign_in(app: &TestApp, client: &Client, user: &str) {
 }
 
 /// The CSRF token of a signed-in browser's session.
-async fn csrf(app: &TestApp, client: &Client) -> String {
+pub(crate) async fn csrf(app: &TestApp, client: &Client) -> String {
     token_in(&page(client, format!("{}/account", app.address)).await)
 }
 
