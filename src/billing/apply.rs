@@ -36,31 +36,19 @@ pub async fn process(
     if !db::events::claim(&state.db.pool, event_id, now, LEASE_SECS, replay).await? {
         return Ok(None);
     }
-    process_claimed(state, event_id, None).await
+    process_claimed(state, event_id).await
 }
 
-/// Applies and records one stored event whose lease this instance holds already. `known` is the
-/// event as the webhook parsed it, when it has it: then the payload is not read back and parsed
-/// again.
+/// Applies and records one stored event whose lease this instance holds already.
 pub async fn process_claimed(
     state: &Billing,
     event_id: &str,
-    known: Option<EventEnvelope>,
 ) -> Result<Option<EventState>, AppError> {
     let now = Utc::now().timestamp();
-    let parsed = match known {
-        Some(event) => Ok(event),
-        None => {
-            let Some(stored) = db::events::find(&state.db.pool, event_id).await? else {
-                return Ok(None);
-            };
-            objects::parse_event(stored.payload.as_bytes())
-        }
+    let Some(stored) = db::events::find(&state.db.pool, event_id).await? else {
+        return Ok(None);
     };
-    let kind = parsed
-        .as_ref()
-        .map_or_else(|_| "unreadable".to_owned(), |e| e.kind.clone());
-    let result = match parsed {
+    let result = match objects::parse_event(stored.payload.as_bytes()) {
         Ok(event) => {
             let span =
                 tracing::info_span!("event", stripe.event_id = %event.id, kind = %event.kind);
@@ -73,7 +61,7 @@ pub async fn process_claimed(
     };
     match result {
         Ok(outcome) => {
-            count_applied(state, &kind, outcome);
+            count_applied(state, &stored.kind, outcome);
             Ok(Some(outcome))
         }
         Err(e) => {
@@ -98,7 +86,7 @@ pub async fn process_claimed(
                 }
             };
             tracing::warn!(event = event_id, error = %detail, state = outcome.as_str(), "event not applied; will retry");
-            metrics::counter!("msr_webhook_events_total", "type" => kind.clone(), "outcome" => outcome.as_str())
+            metrics::counter!("msr_webhook_events_total", "type" => stored.kind.clone(), "outcome" => outcome.as_str())
                 .increment(1);
             Ok(Some(outcome))
         }

@@ -260,8 +260,7 @@ async fn applier(state: Billing, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
             }
             match job.event.map(BatchItem::of) {
                 Some(Ok(item)) => fast.push((item, job.done)),
-                Some(Err(event)) => alone(&state, job.id, Some(event), job.done),
-                None => alone(&state, job.id, None, job.done),
+                _ => alone(&state, job.id, job.done),
             }
         }
         if fast.is_empty() {
@@ -285,14 +284,14 @@ async fn applier(state: Billing, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
                         Some(outcome) => {
                             let _ = done.send(Ok(Some(outcome)));
                         }
-                        None => alone(&state, item.event.id.clone(), Some(item.event), done),
+                        None => alone(&state, item.event.id, done),
                     }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, events = items.len(), "applying a batch failed; applying one by one");
                 for (item, done) in items.into_iter().zip(waiting) {
-                    alone(&state, item.event.id.clone(), Some(item.event), done);
+                    alone(&state, item.event.id, done);
                 }
             }
         }
@@ -314,14 +313,9 @@ impl Drop for Timing {
 }
 
 /// The single-event way, for an event this instance has claimed.
-fn alone(
-    state: &Billing,
-    id: String,
-    event: Option<EventEnvelope>,
-    done: oneshot::Sender<Applied>,
-) {
+fn alone(state: &Billing, id: String, done: oneshot::Sender<Applied>) {
     let state = state.clone();
     tokio::spawn(async move {
-        let _ = done.send(apply::process_claimed(&state, &id, event).await);
+        let _ = done.send(apply::process_claimed(&state, &id).await);
     });
 }
