@@ -19,6 +19,7 @@ use crate::db;
 use crate::db::events::EventState;
 use crate::db::subscriptions::StoredSubscription;
 use crate::domain::ordering::{self, Evidence, Ordering};
+use crate::domain::time::from_unix;
 use crate::domain::{Entitlement, StripeStatus, SubscriptionSnapshot, UserId};
 use crate::error::AppError;
 
@@ -263,7 +264,7 @@ fn stored_row(
         previous
             .filter(|p| p.stripe_status == StripeStatus::PastDue)
             .and_then(|p| p.past_due_since)
-            .unwrap_or(failed_at)
+            .unwrap_or_else(|| from_unix(failed_at))
     });
     let still_unpaid = matches!(
         s.status,
@@ -282,13 +283,13 @@ fn stored_row(
         plan: state
             .prices
             .plan_of(s.price_id.as_deref(), s.interval.as_deref()),
-        current_period_end: s.current_period_end.map(|t| t.timestamp()),
+        current_period_end: s.current_period_end,
         cancel_at_period_end: s.cancel_at_period_end,
         pause_collection: s.pause_collection,
         past_due_since,
         action_required,
-        created: s.created.timestamp(),
+        created: s.created,
         watermark: ordering::watermark_after(previous.map(|p| p.watermark), item.at),
-        updated_at: now,
+        updated_at: from_unix(now),
     }
 }

@@ -5,7 +5,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::domain::InvalidValue;
 
-use super::get_flag;
+use super::{from_unix, get_flag};
 
 pub use crate::domain::StoredSubscription;
 
@@ -31,14 +31,18 @@ fn from_row(row: &AnyRow) -> Result<StoredSubscription, sqlx::Error> {
             .map(|p| p.parse())
             .transpose()
             .map_err(|e| decode("plan", e))?,
-        current_period_end: row.try_get("current_period_end")?,
+        current_period_end: row
+            .try_get::<Option<i64>, _>("current_period_end")?
+            .map(from_unix),
         cancel_at_period_end: get_flag(row, "cancel_at_period_end")?,
         pause_collection: get_flag(row, "pause_collection")?,
-        past_due_since: row.try_get("past_due_since")?,
+        past_due_since: row
+            .try_get::<Option<i64>, _>("past_due_since")?
+            .map(from_unix),
         action_required: get_flag(row, "action_required")?,
-        created: row.try_get("created")?,
+        created: from_unix(row.try_get("created")?),
         watermark: row.try_get("watermark")?,
-        updated_at: row.try_get("updated_at")?,
+        updated_at: from_unix(row.try_get("updated_at")?),
     })
 }
 
@@ -150,14 +154,14 @@ pub async fn upsert_many_if_newer<'c, E: Executor<'c, Database = Any>>(
             .bind(s.stripe_status.as_str())
             .bind(s.price_id.as_deref())
             .bind(s.plan.map(|p| p.as_str()))
-            .bind(s.current_period_end)
+            .bind(s.current_period_end.map(|t| t.timestamp()))
             .bind(i64::from(s.cancel_at_period_end))
             .bind(i64::from(s.pause_collection))
-            .bind(s.past_due_since)
+            .bind(s.past_due_since.map(|t| t.timestamp()))
             .bind(i64::from(s.action_required))
-            .bind(s.created)
+            .bind(s.created.timestamp())
             .bind(s.watermark)
-            .bind(s.updated_at);
+            .bind(s.updated_at.timestamp());
     }
     // fetch_all: SQLite finishes the statement only once it is stepped to its end.
     query.fetch_all(ex).await

@@ -175,9 +175,9 @@ pub fn derive(subs: &[super::StoredSubscription], now: i64) -> Option<Entitlemen
             || (best.pause_collection && status != EntitlementStatus::Canceled),
         plan: best.plan,
         stripe_subscription_id: SubscriptionId::parse(&best.id).ok(),
-        current_period_end: best.current_period_end.map(super::time::from_unix),
+        current_period_end: best.current_period_end,
         cancel_at_period_end: best.cancel_at_period_end,
-        past_due_since: best.past_due_since.map(super::time::from_unix),
+        past_due_since: best.past_due_since,
         action_required: best.action_required,
         updated_at: super::time::from_unix(now),
     })

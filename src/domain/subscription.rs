@@ -246,20 +246,21 @@ pub struct StoredSubscription {
     pub price_id: Option<String>,
     /// The plan, when recognised.
     pub plan: Option<Plan>,
-    /// Unix seconds.
-    pub current_period_end: Option<i64>,
+    /// When the current period ends.
+    pub current_period_end: Option<chrono::DateTime<chrono::Utc>>,
     /// Ends at the period end.
     pub cancel_at_period_end: bool,
     /// `pause_collection` set.
     pub pause_collection: bool,
-    /// When the renewal failed (unix seconds), while past due.
-    pub past_due_since: Option<i64>,
+    /// When the renewal failed, while past due.
+    pub past_due_since: Option<chrono::DateTime<chrono::Utc>>,
     /// A payment waits for 3-D Secure.
     pub action_required: bool,
-    /// Stripe's `created` of the subscription.
-    pub created: i64,
-    /// Stripe's `created` of the newest event applied.
+    /// When Stripe created the subscription.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// Stripe's `created` of the newest event applied, in Stripe's own unit (whole unix seconds):
+    /// the ordering key [`crate::domain::ordering`] compares with events' `created`.
     pub watermark: i64,
-    /// Unix seconds of our last write.
-    pub updated_at: i64,
+    /// When we last wrote it.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
