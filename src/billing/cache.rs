@@ -359,7 +359,7 @@ pub async fn load(
     let found = crate::db::entitlements::find_for_check(pool, user).await?;
     let snapshot = Snapshot {
         known: found.is_some(),
-        complimentary_until: found.as_ref().and_then(|(c, _)| c.map(from_unix)),
+        complimentary_until: found.as_ref().and_then(|(c, _)| *c),
         entitlement: found.and_then(|(_, e)| e),
         loaded_at: now,
     };
@@ -378,10 +378,7 @@ pub async fn fill(cache: &EntitlementCache, pool: &sqlx::AnyPool) -> Result<usiz
     let mut after = String::new();
     let mut read = 0;
     if cache.enabled() {
-        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(pool)
-            .await?;
-        cache.reserve(usize::try_from(users).unwrap_or(0));
+        cache.reserve(crate::db::users::count(pool).await?);
     }
     while cache.enabled() && read < cache.capacity {
         let sequence = cache.sequence();
@@ -396,7 +393,7 @@ pub async fn fill(cache: &EntitlementCache, pool: &sqlx::AnyPool) -> Result<usiz
         for (user, complimentary, entitlement) in rows {
             let snapshot = Snapshot {
                 known: true,
-                complimentary_until: complimentary.map(from_unix),
+                complimentary_until: complimentary,
                 entitlement,
                 loaded_at: now,
             };

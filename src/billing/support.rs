@@ -40,11 +40,9 @@ async fn described_in(
     let (complimentary, stored) = db::entitlements::find_for_check(&mut *tx, user)
         .await?
         .ok_or_else(|| AppError::UnknownUser(user.to_string()))?;
-    let decision = state.policy.decide_with_grant(
-        stored.as_ref(),
-        complimentary.map(crate::domain::time::from_unix),
-        now,
-    );
+    let decision = state
+        .policy
+        .decide_with_grant(stored.as_ref(), complimentary, now);
     Ok(shown(&entitlement::EntitlementAnswer {
         user_id: user.clone(),
         entitlement: stored,

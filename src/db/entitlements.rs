@@ -3,6 +3,8 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{Entitlement, InvalidValue, SubscriptionId, UserId};
 
 use super::{from_unix, get_flag};
@@ -126,7 +128,7 @@ pub async fn upsert<'c, E: Executor<'c, Database = Any>>(
 pub async fn find_for_check<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     user: &UserId,
-) -> Result<Option<(Option<i64>, Option<Entitlement>)>, sqlx::Error> {
+) -> Result<Option<(Option<DateTime<Utc>>, Option<Entitlement>)>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT u.complimentary_until, e.status, e.stripe_status, e.pause_active, e.plan, e.stripe_subscription_id, \
          e.current_period_end, e.cancel_at_period_end, e.past_due_since, e.action_required, e.updated_at \
@@ -136,7 +138,9 @@ pub async fn find_for_check<'c, E: Executor<'c, Database = Any>>(
     .fetch_optional(ex)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let complimentary: Option<i64> = row.try_get("complimentary_until")?;
+    let complimentary = row
+        .try_get::<Option<i64>, _>("complimentary_until")?
+        .map(from_unix);
     let has_entitlement = row.try_get::<Option<String>, _>("status")?.is_some();
     let entitlement = if has_entitlement {
         Some(from_row(&row)?)
@@ -182,7 +186,7 @@ pub async fn all_for_check<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     after: &str,
     limit: i64,
-) -> Result<Vec<(String, Option<i64>, Option<Entitlement>)>, sqlx::Error> {
+) -> Result<Vec<(String, Option<DateTime<Utc>>, Option<Entitlement>)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT u.id, u.complimentary_until, e.status, e.stripe_status, e.pause_active, e.plan, \
          e.stripe_subscription_id, e.current_period_end, e.cancel_at_period_end, e.past_due_since, \
@@ -203,7 +207,8 @@ pub async fn all_for_check<'c, E: Executor<'c, Database = Any>>(
             };
             Ok((
                 row.try_get("id")?,
-                row.try_get("complimentary_until")?,
+                row.try_get::<Option<i64>, _>("complimentary_until")?
+                    .map(from_unix),
                 entitlement,
             ))
         })

@@ -97,6 +97,14 @@ pub async fn find_by_customer<'c, E: Executor<'c, Database = Any>>(
     .transpose()
 }
 
+/// How many users there are.
+pub async fn count<'c, E: Executor<'c, Database = Any>>(ex: E) -> Result<usize, sqlx::Error> {
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(ex)
+        .await?;
+    Ok(usize::try_from(users).unwrap_or(0))
+}
+
 /// (user id, customer id) of every user linked to one of `customers`.
 pub async fn ids_by_customers<'c, E: Executor<'c, Database = Any>>(
     ex: E,
