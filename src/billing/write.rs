@@ -172,9 +172,7 @@ async fn owners(
     for (user, customer) in
         db::users::ids_by_customers(&mut *tx, state.db.backend, &customers).await?
     {
-        let user = UserId::parse(&user)
-            .map_err(|e| AppError::Internal(format!("stored user id unreadable: {e}")))?;
-        owners.insert(customer, user);
+        owners.insert(customer, parse_user(&user)?);
     }
     for item in items {
         let customer = item.snapshot.customer.as_str();

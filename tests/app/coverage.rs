@@ -763,40 +763,10 @@ async fn static_files_are_served_with_an_hour_of_caching_and_their_types() {
 /// draft), so a renewal forced now fails at the real time the grace is measured against.
 async fn stripe_app_charging_at_period_end(vars: &[(&str, &str)]) -> StripeApp {
     let config = SimConfig {
-        webhook_backoff: Duration::from_millis(100),
-        webhook_timeout: Duration::from_secs(10),
         renewal_finalize_delay: 0,
-        ..Default::default()
+        ..StripeApp::sim_config()
     };
-    let stripe = msr_stripe_sim::Simulator::spawn(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let price = |interval: &str| {
-        msr_stripe_sim::PlanSeed::defaults()
-            .into_iter()
-            .find(|p| p.interval == interval)
-            .unwrap()
-            .price_id
-    };
-    let (weekly, monthly) = (price("week"), price("month"));
-    let mut env: Vec<(&str, &str)> = vec![
-        ("STRIPE_API_KEY", "sk_test_simulator"),
-        ("STRIPE_API_BASE", &stripe.base_url),
-        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-        ("STRIPE_PRICE_WEEKLY", &weekly),
-        ("STRIPE_PRICE_MONTHLY", &monthly),
-        ("MSR_WORKER_INTERVAL", "1s"),
-        ("MSR_EVENTS_POLL_INTERVAL", "0"),
-    ];
-    env.extend_from_slice(vars);
-    let app = TestApp::spawn_on(TestDb::fresh().await, &env).await;
-    stripe
-        .sim
-        .set_webhook_endpoints(vec![msr_stripe_sim::WebhookEndpoint {
-            url: format!("{}/billing/webhook", app.address),
-            secret: WEBHOOK_SECRET.into(),
-        }]);
-    StripeApp { app, stripe }
+    StripeApp::spawn_with_sim(TestDb::fresh().await, config, vars).await
 }
 
 #[tokio::test]

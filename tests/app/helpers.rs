@@ -352,11 +352,24 @@ impl StripeApp {
 
     /// The app on a given database, with its own simulator.
     pub async fn spawn_on(db: TestDb, vars: &[(&str, &str)]) -> StripeApp {
-        let config = msr_stripe_sim::SimConfig {
+        Self::spawn_with_sim(db, Self::sim_config(), vars).await
+    }
+
+    /// The simulator's configuration for tests: quick webhook retries.
+    pub fn sim_config() -> msr_stripe_sim::SimConfig {
+        msr_stripe_sim::SimConfig {
             webhook_backoff: std::time::Duration::from_millis(100),
             webhook_timeout: std::time::Duration::from_secs(10),
             ..Default::default()
-        };
+        }
+    }
+
+    /// The app on a given database, with its own simulator configured as given.
+    pub async fn spawn_with_sim(
+        db: TestDb,
+        config: msr_stripe_sim::SimConfig,
+        vars: &[(&str, &str)],
+    ) -> StripeApp {
         let stripe = msr_stripe_sim::Simulator::spawn(config, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("simulator");
