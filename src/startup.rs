@@ -97,6 +97,12 @@ impl Application {
 
         crate::billing::worker::spawn(self.state.billing.clone());
         crate::billing::pipeline::Pipeline::spawn(&self.state);
+        if let Some(sim) = self.state.sim.clone() {
+            // Demo mode: the embedded simulator's webhook delivery is one of our loops too.
+            self.state
+                .tasks
+                .spawn("simulator-delivery", move || sim.run_delivery());
+        }
         if let Some(metrics) = crate::web::ops::recorder() {
             // Histograms keep raw samples until upkeep folds them into buckets: without it they
             // would grow with every request between scrapes (about 1 MiB a second at 100k

@@ -11,8 +11,8 @@
 use chrono::Utc;
 use sqlx::AnyConnection;
 
-use crate::billing::Billing;
 use crate::billing::write::{self, Incoming, Outcome};
+use crate::billing::{Billing, support};
 use crate::db;
 use crate::db::events::EventState;
 use crate::domain::ordering::Evidence;
@@ -25,6 +25,36 @@ use crate::telemetry::Counters;
 /// How long one instance holds an event while applying it.
 pub(crate) const LEASE_SECS: i64 = 60;
 
+/// Where a write comes from: the event it applies (none for the success page and the sync
+/// command), and the support action that asked for it, if any, whose audit row is written in the
+/// transaction that records the outcome.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Source<'a> {
+    event: Option<&'a EventEnvelope>,
+    audit: Option<&'a support::Audit>,
+}
+
+impl<'a> Source<'a> {
+    fn event_id(&self) -> Option<&'a str> {
+        self.event.map(|e| e.id.as_str())
+    }
+
+    /// Writes what must be committed with the outcome (a support action's audit row), inside the
+    /// outcome's transaction.
+    async fn seal(
+        &self,
+        state: &Billing,
+        tx: &mut AnyConnection,
+        outcome: EventState,
+        user: Option<&UserId>,
+    ) -> Result<(), AppError> {
+        match self.audit {
+            Some(audit) => audit.write_in(state, tx, outcome.as_str(), user).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Claims, applies and records one stored event. `None` when another worker holds it or it is not
 /// waiting (already applied). With `replay`, dead and unmatched events are taken too.
 pub async fn process(
@@ -32,17 +62,35 @@ pub async fn process(
     event_id: &str,
     replay: bool,
 ) -> Result<Option<EventState>, AppError> {
+    process_as(state, event_id, replay, None).await
+}
+
+/// [`process`] on behalf of a support action, audited in the transaction of the outcome.
+pub(crate) async fn process_as(
+    state: &Billing,
+    event_id: &str,
+    replay: bool,
+    audit: Option<&support::Audit>,
+) -> Result<Option<EventState>, AppError> {
     let now = Utc::now().timestamp();
     if !db::events::claim(&state.db.pool, event_id, now, LEASE_SECS, replay).await? {
         return Ok(None);
     }
-    process_claimed(state, event_id).await
+    claimed(state, event_id, audit).await
 }
 
 /// Applies and records one stored event whose lease this instance holds already.
 pub async fn process_claimed(
     state: &Billing,
     event_id: &str,
+) -> Result<Option<EventState>, AppError> {
+    claimed(state, event_id, None).await
+}
+
+async fn claimed(
+    state: &Billing,
+    event_id: &str,
+    audit: Option<&support::Audit>,
 ) -> Result<Option<EventState>, AppError> {
     let now = Utc::now().timestamp();
     let Some(stored) = db::events::find(&state.db.pool, event_id).await? else {
@@ -52,11 +100,15 @@ pub async fn process_claimed(
         Ok(event) => {
             let span =
                 tracing::info_span!("event", stripe.event_id = %event.id, kind = %event.kind);
-            tracing::Instrument::instrument(apply_event(state, &event), span).await
+            let source = Source {
+                event: Some(&event),
+                audit,
+            };
+            tracing::Instrument::instrument(apply_event(state, &event, source), span).await
         }
         Err(e) => {
             tracing::warn!(event = event_id, error = %e, "recorded event cannot be read; ignored");
-            finish_alone(state, event_id, EventState::Ignored, None, None).await
+            finish_unread(state, event_id, audit).await
         }
     };
     match result {
@@ -201,40 +253,76 @@ fn describe(e: &AppError) -> String {
     text.chars().take(500).collect()
 }
 
-async fn finish_alone(
+/// Records the outcome of an event that wrote nothing else (none when there is no event), with
+/// what its source must commit with it.
+async fn finish(
     state: &Billing,
-    id: &str,
+    source: Source<'_>,
     outcome: EventState,
-    user: Option<&str>,
+    user: Option<&UserId>,
     customer: Option<&str>,
 ) -> Result<EventState, AppError> {
-    db::events::finish(
-        &state.db.pool,
-        id,
-        outcome,
-        user,
-        customer,
-        Utc::now().timestamp(),
-    )
-    .await?;
+    let Some(id) = source.event_id() else {
+        return Ok(outcome);
+    };
+    let mut tx = state.db.begin_write().await?;
+    finish_in(&mut tx, id, outcome, user, customer).await?;
+    source.seal(state, &mut tx, outcome, user).await?;
+    tx.commit().await?;
     Ok(outcome)
 }
 
-async fn apply_event(state: &Billing, event: &EventEnvelope) -> Result<EventState, AppError> {
+async fn finish_in(
+    tx: &mut AnyConnection,
+    id: &str,
+    outcome: EventState,
+    user: Option<&UserId>,
+    customer: Option<&str>,
+) -> Result<(), AppError> {
+    let now = Utc::now().timestamp();
+    let user = user.map(UserId::as_str);
+    db::events::finish(&mut *tx, id, outcome, user, customer, now).await?;
+    Ok(())
+}
+
+/// A stored event whose payload cannot be read is ignored.
+async fn finish_unread(
+    state: &Billing,
+    id: &str,
+    audit: Option<&support::Audit>,
+) -> Result<EventState, AppError> {
+    let outcome = EventState::Ignored;
+    let mut tx = state.db.begin_write().await?;
+    finish_in(&mut tx, id, outcome, None, None).await?;
+    if let Some(audit) = audit {
+        audit
+            .write_in(state, &mut tx, outcome.as_str(), None)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn apply_event(
+    state: &Billing,
+    event: &EventEnvelope,
+    source: Source<'_>,
+) -> Result<EventState, AppError> {
     let kind = event.kind.as_str();
+    let ignored = EventState::Ignored;
     if kind.starts_with("customer.subscription.") {
-        apply_subscription_event(state, event).await
+        apply_subscription_event(state, event, source).await
     } else if matches!(
         kind,
         "checkout.session.completed" | "checkout.session.async_payment_succeeded"
     ) {
         let info = objects::checkout_session(&event.object).map_err(AppError::Internal)?;
-        apply_checkout_session(state, &info, Some(event), event.created).await
+        checkout_session(state, &info, source, event.created).await
     } else if kind == "checkout.session.expired" {
-        expire_checkout_session(state, event).await
+        expire_checkout_session(state, event, source).await
     } else if kind.starts_with("invoice.") {
         let Some(subscription) = objects::invoice_subscription(&event.object) else {
-            return finish_alone(state, &event.id, EventState::Ignored, None, None).await;
+            return finish(state, source, ignored, None, None).await;
         };
         let action_required = match kind {
             "invoice.payment_action_required" => Some(true),
@@ -244,16 +332,16 @@ async fn apply_event(state: &Billing, event: &EventEnvelope) -> Result<EventStat
         refetch_and_write(
             state,
             &subscription,
-            Some(event),
+            source,
             event.created,
             None,
             action_required,
         )
         .await
     } else if matches!(kind, "customer.created" | "customer.updated") {
-        link_from_customer_object(state, event).await
+        link_from_customer_object(state, event, source).await
     } else {
-        finish_alone(state, &event.id, EventState::Ignored, None, None).await
+        finish(state, source, ignored, None, None).await
     }
 }
 
@@ -261,24 +349,30 @@ async fn apply_event(state: &Billing, event: &EventEnvelope) -> Result<EventStat
 async fn expire_checkout_session(
     state: &Billing,
     event: &EventEnvelope,
+    source: Source<'_>,
 ) -> Result<EventState, AppError> {
     let Some(id) = event.object.get("id").and_then(|v| v.as_str()) else {
-        return finish_alone(state, &event.id, EventState::Ignored, None, None).await;
+        return finish(state, source, EventState::Ignored, None, None).await;
     };
     let mut tx = state.db.begin_write().await?;
-    let owner = db::checkout::expire(&mut tx, id).await?;
-    tx.commit().await?;
+    let owner = db::checkout::expire(&mut tx, id)
+        .await?
+        .and_then(|u| UserId::parse(&u).ok());
     let outcome = if owner.is_some() {
         EventState::Applied
     } else {
         EventState::Ignored
     };
-    finish_alone(state, &event.id, outcome, owner.as_deref(), None).await
+    finish_in(&mut tx, &event.id, outcome, owner.as_ref(), None).await?;
+    source.seal(state, &mut tx, outcome, owner.as_ref()).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 async fn apply_subscription_event(
     state: &Billing,
     event: &EventEnvelope,
+    source: Source<'_>,
 ) -> Result<EventState, AppError> {
     let snapshot = match objects::subscription(&event.object) {
         Ok(s) => s,
@@ -291,15 +385,15 @@ async fn apply_subscription_event(
                 .filter(|id| id.starts_with("sub_"))
             else {
                 tracing::warn!(error = %e, "subscription event without a readable subscription; ignored");
-                return finish_alone(state, &event.id, EventState::Ignored, None, None).await;
+                return finish(state, source, EventState::Ignored, None, None).await;
             };
-            return refetch_and_write(state, id, Some(event), event.created, None, None).await;
+            return refetch_and_write(state, id, source, event.created, None, None).await;
         }
     };
     write_snapshot(
         state,
         &snapshot,
-        Some(event),
+        source,
         Evidence::Payload {
             created: event.created,
         },
@@ -314,7 +408,7 @@ async fn apply_subscription_event(
 async fn refetch_and_write(
     state: &Billing,
     subscription_id: &str,
-    event: Option<&EventEnvelope>,
+    source: Source<'_>,
     watermark: i64,
     user_hint: Option<&str>,
     action_required: Option<bool>,
@@ -331,10 +425,7 @@ async fn refetch_and_write(
                 subscription = subscription_id,
                 "Stripe does not know this subscription; event ignored"
             );
-            return match event {
-                Some(e) => finish_alone(state, &e.id, EventState::Ignored, None, None).await,
-                None => Ok(EventState::Ignored),
-            };
+            return finish(state, source, EventState::Ignored, None, None).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -344,7 +435,7 @@ async fn refetch_and_write(
     let outcome = write_snapshot(
         state,
         &snapshot,
-        event,
+        source,
         Evidence::Fetched,
         watermark,
         user_hint,
@@ -415,7 +506,7 @@ pub(crate) async fn link_by_hint(
 async fn write_snapshot(
     state: &Billing,
     snapshot: &SubscriptionSnapshot,
-    event: Option<&EventEnvelope>,
+    source: Source<'_>,
     evidence: Evidence,
     at: i64,
     user_hint: Option<&str>,
@@ -424,7 +515,7 @@ async fn write_snapshot(
     let item = Incoming {
         snapshot,
         evidence,
-        event_id: event.map(|e| e.id.as_str()),
+        event_id: source.event_id(),
         at,
         user_hint,
         action_required,
@@ -437,6 +528,7 @@ async fn write_snapshot(
             user,
         }) => {
             let outcome = *outcome;
+            source.seal(state, &mut tx, outcome, user.as_ref()).await?;
             tx.commit().await?;
             evict(state, &written);
             match user {
@@ -461,7 +553,7 @@ async fn write_snapshot(
             Box::pin(refetch_and_write(
                 state,
                 &subscription,
-                event,
+                source,
                 at,
                 user_hint,
                 action_required,
@@ -475,140 +567,80 @@ async fn write_snapshot(
 }
 
 /// Applies a completed Checkout Session: links its customer to the user it names, then fetches and
-/// writes its subscription. Used by the webhook and by the success-page sync (`event` = `None`).
+/// writes its subscription. The success-page sync (no event).
 pub async fn apply_checkout_session(
     state: &Billing,
     info: &CheckoutInfo,
-    event: Option<&EventEnvelope>,
     watermark: i64,
 ) -> Result<EventState, AppError> {
-    let now = Utc::now().timestamp();
+    checkout_session(state, info, Source::default(), watermark).await
+}
+
+async fn checkout_session(
+    state: &Billing,
+    info: &CheckoutInfo,
+    source: Source<'_>,
+    watermark: i64,
+) -> Result<EventState, AppError> {
     let recorded_owner = db::checkout::owner(&state.db.pool, &info.id).await?;
     let (Some(customer), Some(user_raw)) = (
         info.customer.as_deref(),
         info.user_id(recorded_owner.as_deref()),
     ) else {
-        return match event {
-            Some(e) => {
-                finish_alone(
-                    state,
-                    &e.id,
-                    EventState::Ignored,
-                    None,
-                    info.customer.as_deref(),
-                )
-                .await
-            }
-            None => Ok(EventState::Ignored),
-        };
+        let customer = info.customer.as_deref();
+        return finish(state, source, EventState::Ignored, None, customer).await;
     };
     let mut tx = state.db.begin_write().await?;
     let matched = resolve_user(state, &mut tx, customer, Some(user_raw)).await?;
     let user = match matched {
         Match::User(u) if u.as_str() == user_raw => u,
         _ => {
-            if let Some(e) = event {
-                db::events::finish(
-                    &mut *tx,
-                    &e.id,
-                    EventState::Unmatched,
-                    None,
-                    Some(customer),
-                    now,
-                )
-                .await?;
+            let outcome = EventState::Unmatched;
+            if let Some(id) = source.event_id() {
+                finish_in(&mut tx, id, outcome, None, Some(customer)).await?;
+                source.seal(state, &mut tx, outcome, None).await?;
             }
             tx.commit().await?;
-            return Ok(EventState::Unmatched);
+            return Ok(outcome);
         }
     };
     db::checkout::close_all_for_user(&mut tx, user.as_str()).await?;
     tx.commit().await?;
     match info.subscription_id.as_deref() {
         Some(sub) => {
-            refetch_and_write(state, sub, event, watermark, Some(user.as_str()), None).await
+            refetch_and_write(state, sub, source, watermark, Some(user.as_str()), None).await
         }
-        None => match event {
-            Some(e) => {
-                finish_alone(
-                    state,
-                    &e.id,
-                    EventState::Applied,
-                    Some(user.as_str()),
-                    Some(customer),
-                )
-                .await
-            }
-            None => Ok(EventState::Applied),
-        },
+        None => {
+            finish(
+                state,
+                source,
+                EventState::Applied,
+                Some(&user),
+                Some(customer),
+            )
+            .await
+        }
     }
 }
 
 async fn link_from_customer_object(
     state: &Billing,
     event: &EventEnvelope,
+    source: Source<'_>,
 ) -> Result<EventState, AppError> {
     let customer = objects::customer_of(&event.kind, &event.object);
     let hint = objects::object_user_id(&event.object);
     let (Some(customer), Some(_)) = (customer.as_deref(), hint.as_deref()) else {
-        return finish_alone(
-            state,
-            &event.id,
-            EventState::Ignored,
-            None,
-            customer.as_deref(),
-        )
-        .await;
+        let customer = customer.as_deref();
+        return finish(state, source, EventState::Ignored, None, customer).await;
     };
-    let now = Utc::now().timestamp();
     let mut tx = state.db.begin_write().await?;
-    let outcome = match resolve_user(state, &mut tx, customer, hint.as_deref()).await? {
-        Match::User(u) => {
-            db::events::finish(
-                &mut *tx,
-                &event.id,
-                EventState::Applied,
-                Some(u.as_str()),
-                Some(customer),
-                now,
-            )
-            .await?;
-            EventState::Applied
-        }
-        Match::Nobody => {
-            db::events::finish(
-                &mut *tx,
-                &event.id,
-                EventState::Ignored,
-                None,
-                Some(customer),
-                now,
-            )
-            .await?;
-            EventState::Ignored
-        }
+    let (outcome, user) = match resolve_user(state, &mut tx, customer, hint.as_deref()).await? {
+        Match::User(u) => (EventState::Applied, Some(u)),
+        Match::Nobody => (EventState::Ignored, None),
     };
+    finish_in(&mut tx, &event.id, outcome, user.as_ref(), Some(customer)).await?;
+    source.seal(state, &mut tx, outcome, user.as_ref()).await?;
     tx.commit().await?;
     Ok(outcome)
-}
-
-/// Writes a subscription just fetched from Stripe (the sync command): fresh, so it always wins,
-/// and the stored watermark stays where it is.
-pub async fn write_fetched(
-    state: &Billing,
-    subscription: &serde_json::Value,
-    user_hint: Option<&str>,
-) -> Result<EventState, AppError> {
-    let snapshot = objects::subscription(subscription)
-        .map_err(|e| AppError::Internal(format!("fetched subscription unreadable: {e}")))?;
-    write_snapshot(
-        state,
-        &snapshot,
-        None,
-        Evidence::Fetched,
-        0,
-        user_hint,
-        None,
-    )
-    .await
 }

@@ -225,6 +225,6 @@ pub async fn sync_session(
     if info.user_id(owner.as_deref()) != Some(user_id.as_str()) {
         return Err(not_found());
     }
-    apply::apply_checkout_session(state, &info, None, Utc::now().timestamp()).await?;
+    apply::apply_checkout_session(state, &info, Utc::now().timestamp()).await?;
     Ok(())
 }

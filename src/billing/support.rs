@@ -1,11 +1,11 @@
 //! Support's actions on an owner, each audited: the audit row says who did what, and the owner's
 //! entitlement before and after ("active (active, until …)").
 //!
-//! Complimentary access and ending sessions write their change and its audit row in one
-//! transaction, so no change is ever left without its audit. Resync and replay change the store
-//! through the one write path (`write.rs`, a transaction per subscription) and then write their
-//! audit row with what the entitlement became; a crash between the two leaves a change made by
-//! Stripe's own data, which the owner's event timeline shows.
+//! Every action writes its change and its audit row in one transaction, so no change is ever left
+//! without its audit: complimentary access and ending sessions directly; a resync fetches from
+//! Stripe first and then writes what it found through the one write path inside the audited
+//! transaction; a replay hands its [`Audit`] down the event's own path, which writes it in the
+//! transaction that records the event's outcome.
 
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
@@ -51,7 +51,8 @@ async fn described_in(
     }))
 }
 
-/// The owner's entitlement as the audit log shows it, from the store.
+/// The owner's entitlement as the audit log shows it, from the store (before a change whose
+/// transaction is opened further down, by the event's own path).
 async fn described(state: &Billing, user: &UserId) -> Result<String, AppError> {
     Ok(shown(&entitlement::check_stored(state, user).await?))
 }
@@ -137,33 +138,91 @@ pub async fn end_sessions(state: &Billing, admin: &UserId, user: &UserId) -> Res
     .await
 }
 
-async fn audit_after(
-    state: &Billing,
-    admin: &UserId,
-    user: &UserId,
-    action: &str,
-    before: &str,
-) -> Result<(), AppError> {
-    let after = described(state, user).await?;
-    db::admin::audit(
-        &state.db.pool,
-        user.as_str(),
-        admin.as_str(),
-        action,
-        before,
-        &after,
-        Utc::now().timestamp(),
-    )
-    .await?;
-    tracing::info!(admin = %admin, user.id = %user, action, "admin action");
-    Ok(())
+/// A support action's audit row, written by the one write path in the transaction of the change
+/// the action causes (see [`apply::process_as`]).
+pub(crate) struct Audit {
+    admin: UserId,
+    /// The action, without its result ("replay event evt_… (kind)").
+    action: String,
+    /// The owner it concerns, as known before the change.
+    named: Option<UserId>,
+    /// Their entitlement before the change, as the audit log shows it.
+    before: Option<String>,
+    /// Set once the row is written: on whom (`None`: no known owner, only logged).
+    written: std::sync::Mutex<Option<Option<UserId>>>,
 }
 
-/// Fetches the owner's subscriptions from Stripe and writes what Stripe has.
+impl Audit {
+    /// Writes the audit row inside `tx`, on `user` (whom the change was matched to) or else the
+    /// owner named before it; `result` ends the action's text.
+    pub(crate) async fn write_in(
+        &self,
+        state: &Billing,
+        tx: &mut AnyConnection,
+        result: &str,
+        user: Option<&UserId>,
+    ) -> Result<(), AppError> {
+        let user = match user.or(self.named.as_ref()) {
+            Some(u) if db::users::find(&mut *tx, u).await?.is_some() => Some(u.clone()),
+            _ => None,
+        };
+        if let Some(user) = &user {
+            let before = match &self.before {
+                Some(before) if self.named.as_ref() == Some(user) => before.clone(),
+                // A user matched only by the change had no entitlement of this action's before it.
+                _ => "— (not matched before the replay)".into(),
+            };
+            let after = described_in(state, tx, user).await?;
+            let action = format!("{} → {result}", self.action);
+            let at = Utc::now().timestamp();
+            db::admin::audit(
+                &mut *tx,
+                user.as_str(),
+                self.admin.as_str(),
+                &action,
+                &before,
+                &after,
+                at,
+            )
+            .await?;
+        }
+        *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(user);
+        Ok(())
+    }
+
+    fn written(&self) -> Option<Option<UserId>> {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// Fetches the owner's subscriptions from Stripe and writes what Stripe has, with its audit row.
 pub async fn resync(state: &Billing, admin: &UserId, user: &UserId) -> Result<(), AppError> {
-    let before = described(state, user).await?;
-    sync::sync_subscriptions(state, Some(user)).await?;
-    audit_after(state, admin, user, "resync from Stripe", &before).await
+    let customer = db::users::find(&state.db.pool, user)
+        .await?
+        .ok_or_else(|| AppError::UnknownUser(user.to_string()))?
+        .stripe_customer_id;
+    let fetched = match customer {
+        Some(customer) => sync::fetch_subscriptions(state, customer.as_str()).await?,
+        None => {
+            state.stripe()?;
+            Vec::new()
+        }
+    };
+    let mut touched = Vec::new();
+    audited(state, admin, user, "resync from Stripe", async |tx| {
+        touched = sync::write_fetched_in(state, tx, &fetched, user)
+            .await?
+            .touched;
+        Ok(())
+    })
+    .await?;
+    for other in touched {
+        state.cache.evict(other.as_str());
+    }
+    Ok(())
 }
 
 /// What a replay did, for the page it returns to.
@@ -174,7 +233,7 @@ pub struct Replayed {
 }
 
 /// Applies a stored event again (a failed, dead or unmatched one; an applied one is left alone),
-/// audited on the owner it concerns when there is one.
+/// audited on the owner it concerns when there is one, in the transaction of the event's outcome.
 pub async fn replay(state: &Billing, admin: &UserId, event_id: &str) -> Result<Replayed, AppError> {
     let event = db::events::find(&state.db.pool, event_id)
         .await?
@@ -195,28 +254,33 @@ pub async fn replay(state: &Billing, admin: &UserId, event_id: &str) -> Result<R
         }
         _ => None,
     };
-    let outcome = apply::process(state, event_id, true).await?;
-    let result = outcome.map_or("not replayed (already applied or in progress)", |o| {
-        o.as_str()
-    });
-    let matched = db::events::find(&state.db.pool, event_id)
-        .await?
-        .and_then(|e| e.user_id)
-        .and_then(|u| UserId::parse(&u).ok());
-    let user = match matched.or(named) {
-        Some(user) if db::users::find(&state.db.pool, &user).await?.is_some() => Some(user),
-        _ => None,
+    let audit = Audit {
+        admin: admin.clone(),
+        action: format!("replay event {} ({})", event.id, event.kind),
+        named,
+        before,
+        written: std::sync::Mutex::new(None),
     };
-    let action = format!("replay event {} ({}) → {result}", event.id, event.kind);
+    let outcome = apply::process_as(state, event_id, true, Some(&audit)).await?;
+    let user = match audit.written() {
+        Some(user) => user,
+        None => {
+            // Nothing was committed with the audit row: the event was not taken (applied already,
+            // or in progress) or it failed again. No change was made; audit that on its own.
+            let result = outcome.map_or("not replayed (already applied or in progress)", |o| {
+                o.as_str()
+            });
+            let mut tx = state.db.begin_write().await?;
+            audit.write_in(state, &mut tx, result, None).await?;
+            tx.commit().await?;
+            audit.written().flatten()
+        }
+    };
     match &user {
         Some(user) => {
-            // A user matched only by the replay had no entitlement of this event's before it.
-            let before = before.unwrap_or_else(|| "— (not matched before the replay)".into());
-            audit_after(state, admin, user, &action, &before).await?;
+            tracing::info!(admin = %admin, user.id = %user, event = %event.id, "admin replayed an event")
         }
-        None => {
-            tracing::info!(admin = %admin, event = %event.id, result, "admin replayed an event");
-        }
+        None => tracing::info!(admin = %admin, event = %event.id, "admin replayed an event"),
     }
     Ok(Replayed { user })
 }

@@ -3,12 +3,16 @@
 
 use chrono::Utc;
 use serde_json::Value;
+use sqlx::AnyConnection;
 
 use crate::billing::Billing;
+use crate::billing::write::{self, Incoming};
 use crate::billing::{apply, ingest};
 use crate::db;
-use crate::domain::UserId;
+use crate::domain::ordering::Evidence;
+use crate::domain::{SubscriptionSnapshot, UserId};
 use crate::error::AppError;
+use crate::stripe::objects;
 
 /// What an Events API pass found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,7 +79,7 @@ pub async fn sync_subscriptions(
     state: &Billing,
     only: Option<&UserId>,
 ) -> Result<(usize, Vec<Drift>), AppError> {
-    let api = state.stripe()?;
+    state.stripe()?;
     let users: Vec<(String, String)> = match only {
         Some(u) => {
             let user = db::users::find(&state.db.pool, u)
@@ -91,22 +95,12 @@ pub async fn sync_subscriptions(
     for (user_id, customer) in &users {
         let user = UserId::parse(user_id).map_err(|e| AppError::Internal(e.to_string()))?;
         let before = describe(state, &user).await?;
-        let mut cursor: Option<String> = None;
-        loop {
-            let (page, has_more) = api
-                .list_subscriptions(Some(customer), cursor.as_deref())
-                .await?;
-            cursor = page
-                .last()
-                .and_then(|s| s.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            for sub in &page {
-                apply::write_fetched(state, sub, Some(user.as_str())).await?;
-            }
-            if !has_more || cursor.is_none() {
-                break;
-            }
+        let fetched = fetch_subscriptions(state, customer).await?;
+        let mut tx = state.db.begin_write().await?;
+        let written = write_fetched_in(state, &mut tx, &fetched, &user).await?;
+        tx.commit().await?;
+        for touched in &written.touched {
+            state.cache.evict(touched.as_str());
         }
         let after = describe(state, &user).await?;
         if before != after {
@@ -118,6 +112,58 @@ pub async fn sync_subscriptions(
         }
     }
     Ok((users.len(), drifts))
+}
+
+/// Every subscription Stripe has for `customer` (all pages), as snapshots.
+pub(crate) async fn fetch_subscriptions(
+    state: &Billing,
+    customer: &str,
+) -> Result<Vec<SubscriptionSnapshot>, AppError> {
+    let api = state.stripe()?;
+    let mut snapshots = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (page, has_more) = api
+            .list_subscriptions(Some(customer), cursor.as_deref())
+            .await?;
+        cursor = page
+            .last()
+            .and_then(|s| s.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        for sub in &page {
+            snapshots.push(objects::subscription(sub).map_err(|e| {
+                AppError::Internal(format!("fetched subscription unreadable: {e}"))
+            })?);
+        }
+        if !has_more || cursor.is_none() {
+            break;
+        }
+    }
+    Ok(snapshots)
+}
+
+/// Writes subscriptions of `user` just fetched from Stripe, in one transaction the caller commits
+/// (and then evicts [`write::Written::touched`]): fresh, so they always win, and the stored
+/// watermarks stay where they are.
+pub(crate) async fn write_fetched_in(
+    state: &Billing,
+    tx: &mut AnyConnection,
+    fetched: &[SubscriptionSnapshot],
+    user: &UserId,
+) -> Result<write::Written, AppError> {
+    let items: Vec<Incoming<'_>> = fetched
+        .iter()
+        .map(|snapshot| Incoming {
+            snapshot,
+            evidence: Evidence::Fetched,
+            event_id: None,
+            at: 0,
+            user_hint: Some(user.as_str()),
+            action_required: None,
+        })
+        .collect();
+    write::write(state, tx, &items).await
 }
 
 async fn describe(state: &Billing, user: &UserId) -> Result<String, AppError> {

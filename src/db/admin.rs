@@ -116,7 +116,7 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
 }
 
-/// Writes an audit entry.
+/// Writes an audit entry; returns its id.
 pub async fn audit<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     user: &str,
@@ -125,9 +125,10 @@ pub async fn audit<'c, E: Executor<'c, Database = Any>>(
     before: &str,
     after: &str,
     at: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<String, sqlx::Error> {
+    let id = format!("{at:012}-{:016x}", rand::random::<u64>());
     sqlx::query("INSERT INTO audit_log (id, user_id, actor, action, before, after, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(format!("{at:012}-{:016x}", rand::random::<u64>()))
+        .bind(&id)
         .bind(user)
         .bind(actor)
         .bind(action)
@@ -136,7 +137,7 @@ pub async fn audit<'c, E: Executor<'c, Database = Any>>(
         .bind(at)
         .execute(ex)
         .await?;
-    Ok(())
+    Ok(id)
 }
 
 /// A user's audit log, newest first.

@@ -2,8 +2,13 @@
 //! from one background dispatcher task. The dispatcher waits for each first attempt to
 //! *finish* (so order is kept on a healthy receiver) but never for it to *succeed*: a
 //! failure is retried by its own task with exponential backoff while the queue moves on.
+//!
+//! The dispatcher starts on demand, or a caller runs it under its own supervision
+//! ([`crate::Simulator::run_delivery`]): then a run that panics or is stopped gives the queue
+//! back, and the next run delivers the event it was on again before the rest (at least once, as
+//! Stripe does).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,6 +77,7 @@ fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+#[derive(Clone)]
 struct Job {
     event: Value,
     not_before: Option<Instant>,
@@ -89,7 +95,43 @@ pub(crate) struct Deliverer {
     /// Events (not attempts) whose delivery, retries included, is not finished.
     in_flight: AtomicUsize,
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// The queue's receiving end while no supervised run holds it.
+    parked: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+    /// The job a dispatcher is on, until its first attempts are done.
+    current: Mutex<Option<Job>>,
+    /// A caller runs the dispatcher ([`Deliverer::run`]): none is started on demand.
+    supervised: AtomicBool,
     client: reqwest::Client,
+}
+
+/// Gives a supervised run's receiver back when the run ends, however it ends.
+struct Parking {
+    deliverer: Arc<Deliverer>,
+    rx: Option<mpsc::UnboundedReceiver<Job>>,
+}
+
+impl Drop for Parking {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            *lock(&self.deliverer.parked) = Some(rx);
+        }
+    }
+}
+
+/// One job's first attempts, ended: `done`, or cut off with its run (which keeps it as the
+/// current job, in flight, for the next run to deliver again).
+struct Delivering<'a> {
+    deliverer: &'a Deliverer,
+    done: bool,
+}
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            *lock(&self.deliverer.current) = None;
+            self.deliverer.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Deliverer {
@@ -115,6 +157,9 @@ impl Deliverer {
             held: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
             sender: Mutex::new(None),
+            parked: Mutex::new(None),
+            current: Mutex::new(None),
+            supervised: AtomicBool::new(false),
             client,
         }
     }
@@ -191,19 +236,69 @@ impl Deliverer {
         {
             return tx.send(job);
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return Err(mpsc::error::SendError(job));
-        };
         let (tx, rx) = mpsc::unbounded_channel();
-        let me = Arc::clone(self);
-        handle.spawn(async move { me.dispatch(rx).await });
+        if self.supervised.load(Ordering::SeqCst) {
+            // The supervised run takes the queue when it (re)starts.
+            *lock(&self.parked) = Some(rx);
+        } else {
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                return Err(mpsc::error::SendError(job));
+            };
+            let me = Arc::clone(self);
+            handle.spawn(async move {
+                let mut rx = rx;
+                me.dispatch(&mut rx).await;
+            });
+        }
         let result = tx.send(job);
         *sender = Some(tx);
         result
     }
 
-    async fn dispatch(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    /// Runs the dispatcher until it is stopped (dropped), for a caller that supervises it. An
+    /// event the last run was on when it ended is delivered again first.
+    pub(crate) async fn run(self: Arc<Self>) {
+        self.supervised.store(true, Ordering::SeqCst);
+        let rx = {
+            let mut sender = lock(&self.sender);
+            match lock(&self.parked).take() {
+                Some(rx) => rx,
+                None => {
+                    // The first run: a dispatcher started on demand before it (if any) finishes
+                    // the old queue and ends when its sender is dropped here.
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    *sender = Some(tx);
+                    rx
+                }
+            }
+        };
+        let mut parking = Parking {
+            deliverer: Arc::clone(&self),
+            rx: Some(rx),
+        };
+        let interrupted = lock(&self.current).clone();
+        if let Some(job) = interrupted {
+            self.deliver_job(job).await;
+        }
+        if let Some(rx) = parking.rx.as_mut() {
+            self.dispatch(rx).await;
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, rx: &mut mpsc::UnboundedReceiver<Job>) {
         while let Some(job) = rx.recv().await {
+            self.deliver_job(job).await;
+        }
+    }
+
+    /// Every first attempt of one job (an event to every endpoint).
+    async fn deliver_job(self: &Arc<Self>, job: Job) {
+        *lock(&self.current) = Some(job.clone());
+        let mut delivering = Delivering {
+            deliverer: self,
+            done: false,
+        };
+        {
             if let Some(at) = job.not_before {
                 tokio::time::sleep_until(at.into()).await;
             }
@@ -233,8 +328,8 @@ impl Deliverer {
                     .collect();
                 futures::future::join_all(again).await;
             }
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
+        delivering.done = true;
     }
 
     /// First attempt now; if it fails, a task retries with backoff.

@@ -377,6 +377,15 @@ impl Simulator {
         self.inner.deliverer.endpoints()
     }
 
+    /// Runs webhook delivery until the returned future is dropped, for a caller that supervises
+    /// it: call it again after it panicked or was stopped, and the queue (with the event the last
+    /// run was on, delivered again first) carries on. Once called, events wait for a run instead
+    /// of starting a dispatcher of their own.
+    pub fn run_delivery(&self) -> impl Future<Output = ()> + Send + use<> {
+        let deliverer = Arc::clone(&self.inner.deliverer);
+        deliverer.run()
+    }
+
     /// Sends a stored event again to every endpoint; `false` if the id is unknown.
     pub async fn redeliver(&self, event_id: &str) -> bool {
         let Some(ev) = self.read(|st| st.event(event_id).cloned()) else {

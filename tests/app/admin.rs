@@ -212,6 +212,71 @@ async fn resync_writes_what_stripe_has_and_is_audited_with_before_and_after() {
     );
 }
 
+/// Makes the database refuse every new audit row (a trigger), as a crash between a change and its
+/// audit would: a support action must then leave no change behind.
+async fn refuse_audit_rows(app: &TestApp) {
+    let statements: &[&str] = match app.state.db.backend {
+        msr_billing::db::Backend::Sqlite => {
+            &["CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit refused'); END"]
+        }
+        msr_billing::db::Backend::Postgres => &[
+            "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'audit refused'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        ],
+    };
+    for statement in statements {
+        sqlx::query(statement)
+            .execute(&app.state.db.pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_resync_or_replay_whose_audit_row_cannot_be_written_changes_nothing() {
+    let app =
+        StripeApp::spawn_with(&[("MSR_ADMIN_USER_IDS", ADMIN), ("MSR_WORKER_INTERVAL", "1h")])
+            .await;
+    let sub = app.subscribed("ra", "monthly", TestCard::Visa).await;
+    failing_event(&app, "evt_unaudited", &sub).await;
+    app.sim().clear_faults().await;
+    app.sim().set_fault(Fault::PauseDeliveries).await;
+    app.sim()
+        .pause_collection(&sub, Some("void"))
+        .await
+        .unwrap();
+    refuse_audit_rows(&app).await;
+    let admin = signed_in(&app, ADMIN).await;
+    let token = csrf(&app, &admin).await;
+    for path in ["users/ra/resync", "events/evt_unaudited/replay"] {
+        let refused = admin
+            .post(format!("{}/admin/{path}", app.address))
+            .form(&[("csrf_token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{path}: the audit row was refused"
+        );
+    }
+    assert_eq!(
+        app.entitled("ra").await.0,
+        200,
+        "neither the resync nor the replay wrote Stripe's pause without its audit row"
+    );
+    assert_eq!(
+        app.event_state("evt_unaudited").await.as_deref(),
+        Some("failed"),
+        "the replayed event's outcome was not recorded without its audit row"
+    );
+    assert_eq!(audit_rows(&app, "ra", "%").await, 0);
+}
+
 /// Posts an `invoice.paid` whose subscription re-fetch fails (Stripe answers 500 for a while).
 async fn failing_event(app: &StripeApp, id: &str, sub: &str) {
     app.sim()

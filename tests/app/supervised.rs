@@ -78,6 +78,7 @@ async fn every_loop_of_the_service_runs_under_the_supervisor_and_a_stop_ends_the
         "webhook-applier",
         "cache-fill",
         "session-cleanup",
+        "simulator-delivery",
     ] {
         assert!(
             names.contains(&expected),

@@ -410,3 +410,41 @@ async fn a_redirect_from_a_webhook_endpoint_is_a_failed_delivery_and_is_not_foll
     assert!(log.iter().all(|d| d.status == Some(307)), "{log:?}");
     assert!(r.all().is_empty(), "the redirect was not followed");
 }
+
+#[tokio::test]
+async fn a_supervised_delivery_run_that_is_stopped_hands_its_queue_and_its_event_to_the_next() {
+    let (h, r) = setup().await;
+    let first = tokio::spawn(h.sim.run_delivery());
+    h.sim
+        .set_fault(Fault::DelayDeliveries { delay_ms: 300 })
+        .await;
+    let c = client(&h);
+    let customer = stripe_core::customer::CreateCustomer::new()
+        .send(&c)
+        .await
+        .unwrap();
+    // The run is waiting out the delay on `customer.created` when it is stopped.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.abort();
+    let _ = first.await;
+    h.sim.clear_faults().await;
+    stripe_core::customer::UpdateCustomer::new(customer.id.as_str())
+        .name("Trucks Ltd")
+        .send(&c)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(r.all().is_empty(), "nothing is delivered while no run is");
+    assert!(
+        !h.sim.wait_for_deliveries(Duration::ZERO).await,
+        "the cut-off event and the new one are pending"
+    );
+    let second = tokio::spawn(h.sim.run_delivery());
+    settle(&h).await;
+    assert_eq!(
+        r.valid_types(),
+        ["customer.created", "customer.updated"],
+        "the interrupted event first, then the queue, nothing lost"
+    );
+    second.abort();
+}
