@@ -197,7 +197,7 @@ pub async fn apply_batch(
     let mut tx = state.db.begin_write().await?;
     let written = write::write(state, &mut tx, &incoming).await?;
     tx.commit().await?;
-    evict(state, &written);
+    written.evict(state);
     let mut outcomes = Vec::with_capacity(items.len());
     for (item, outcome) in items.iter().zip(&written.outcomes) {
         match outcome {
@@ -218,13 +218,6 @@ pub async fn apply_batch(
         }
     }
     Ok(outcomes)
-}
-
-/// After the commit, so no reader can cache what was there before it.
-fn evict(state: &Billing, written: &write::Written) {
-    for user in &written.touched {
-        state.cache.evict(user.as_str());
-    }
 }
 
 fn record_failure_later(state: Billing, event_id: String, detail: String, max_attempts: i64) {
@@ -294,11 +287,8 @@ async fn finish_unread(
     let outcome = EventState::Ignored;
     let mut tx = state.db.begin_write().await?;
     finish_in(&mut tx, id, outcome, None, None).await?;
-    if let Some(audit) = audit {
-        audit
-            .write_in(state, &mut tx, outcome.as_str(), None)
-            .await?;
-    }
+    let source = Source { event: None, audit };
+    source.seal(state, &mut tx, outcome, None).await?;
     tx.commit().await?;
     Ok(outcome)
 }
@@ -530,7 +520,7 @@ async fn write_snapshot(
             let outcome = *outcome;
             source.seal(state, &mut tx, outcome, user.as_ref()).await?;
             tx.commit().await?;
-            evict(state, &written);
+            written.evict(state);
             match user {
                 Some(user) => tracing::info!(
                     user.id = %user,

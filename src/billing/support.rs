@@ -72,18 +72,7 @@ where
     let mut tx = state.db.begin_write().await?;
     let before = described_in(state, &mut tx, user).await?;
     change(&mut tx).await?;
-    let after = described_in(state, &mut tx, user).await?;
-    let now = Utc::now().timestamp();
-    db::admin::audit(
-        &mut *tx,
-        user.as_str(),
-        admin.as_str(),
-        action,
-        &before,
-        &after,
-        now,
-    )
-    .await?;
+    audit_row(state, &mut tx, admin, user, action, &before).await?;
     db::entitlements::notify_changed(&mut tx, state.db.backend, user.as_str()).await?;
     tx.commit().await?;
     state.cache.evict(user.as_str());
@@ -138,6 +127,31 @@ pub async fn end_sessions(state: &Billing, admin: &UserId, user: &UserId) -> Res
     .await
 }
 
+/// Writes the audit row of `action` on `user` inside `tx`: `before`, and the entitlement as it is
+/// now in `tx`, after the change.
+async fn audit_row(
+    state: &Billing,
+    tx: &mut AnyConnection,
+    admin: &UserId,
+    user: &UserId,
+    action: &str,
+    before: &str,
+) -> Result<(), AppError> {
+    let after = described_in(state, tx, user).await?;
+    let at = Utc::now().timestamp();
+    db::admin::audit(
+        &mut *tx,
+        user.as_str(),
+        admin.as_str(),
+        action,
+        before,
+        &after,
+        at,
+    )
+    .await?;
+    Ok(())
+}
+
 /// A support action's audit row, written by the one write path in the transaction of the change
 /// the action causes (see [`apply::process_as`]).
 pub(crate) struct Audit {
@@ -172,19 +186,8 @@ impl Audit {
                 // A user matched only by the change had no entitlement of this action's before it.
                 _ => "— (not matched before the replay)".into(),
             };
-            let after = described_in(state, tx, user).await?;
             let action = format!("{} → {result}", self.action);
-            let at = Utc::now().timestamp();
-            db::admin::audit(
-                &mut *tx,
-                user.as_str(),
-                self.admin.as_str(),
-                &action,
-                &before,
-                &after,
-                at,
-            )
-            .await?;
+            audit_row(state, tx, &self.admin, user, &action, &before).await?;
         }
         *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(user);
         Ok(())
@@ -211,16 +214,14 @@ pub async fn resync(state: &Billing, admin: &UserId, user: &UserId) -> Result<()
             Vec::new()
         }
     };
-    let mut touched = Vec::new();
+    let mut written = None;
     audited(state, admin, user, "resync from Stripe", async |tx| {
-        touched = sync::write_fetched_in(state, tx, &fetched, user)
-            .await?
-            .touched;
+        written = Some(sync::write_fetched_in(state, tx, &fetched, user).await?);
         Ok(())
     })
     .await?;
-    for other in touched {
-        state.cache.evict(other.as_str());
+    if let Some(written) = written {
+        written.evict(state);
     }
     Ok(())
 }

@@ -37,11 +37,7 @@ pub async fn catch_up_events(state: &Billing) -> Result<CatchUp, AppError> {
     let mut fresh = Vec::new();
     loop {
         let (page, has_more) = api.list_events(since, cursor.as_deref()).await?;
-        cursor = page
-            .last()
-            .and_then(|e| e.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        cursor = last_id(&page);
         for event in &page {
             report.seen += 1;
             let body = serde_json::to_vec(event).map_err(|e| AppError::Internal(e.to_string()))?;
@@ -99,9 +95,7 @@ pub async fn sync_subscriptions(
         let mut tx = state.db.begin_write().await?;
         let written = write_fetched_in(state, &mut tx, &fetched, &user).await?;
         tx.commit().await?;
-        for touched in &written.touched {
-            state.cache.evict(touched.as_str());
-        }
+        written.evict(state);
         let after = describe(state, &user).await?;
         if before != after {
             drifts.push(Drift {
@@ -112,6 +106,14 @@ pub async fn sync_subscriptions(
         }
     }
     Ok((users.len(), drifts))
+}
+
+/// The id of a list page's last object: the cursor of the next page.
+fn last_id(page: &[Value]) -> Option<String> {
+    page.last()
+        .and_then(|o| o.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Every subscription Stripe has for `customer` (all pages), as snapshots.
@@ -126,11 +128,7 @@ pub(crate) async fn fetch_subscriptions(
         let (page, has_more) = api
             .list_subscriptions(Some(customer), cursor.as_deref())
             .await?;
-        cursor = page
-            .last()
-            .and_then(|s| s.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        cursor = last_id(&page);
         for sub in &page {
             snapshots.push(objects::subscription(sub).map_err(|e| {
                 AppError::Internal(format!("fetched subscription unreadable: {e}"))
@@ -144,7 +142,7 @@ pub(crate) async fn fetch_subscriptions(
 }
 
 /// Writes subscriptions of `user` just fetched from Stripe, in one transaction the caller commits
-/// (and then evicts [`write::Written::touched`]): fresh, so they always win, and the stored
+/// (and then calls [`write::Written::evict`]): fresh, so they always win, and the stored
 /// watermarks stay where they are.
 pub(crate) async fn write_fetched_in(
     state: &Billing,

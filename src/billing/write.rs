@@ -154,6 +154,16 @@ pub async fn write(
     })
 }
 
+impl Written {
+    /// Evicts every user written from the cache: after the commit, so no reader can cache what
+    /// was there before it.
+    pub fn evict(&self, state: &Billing) {
+        for user in &self.touched {
+            state.cache.evict(user.as_str());
+        }
+    }
+}
+
 fn done(state: EventState, user: Option<UserId>) -> Outcome {
     Outcome::Done { state, user }
 }
