@@ -23,7 +23,7 @@ use crate::stripe::objects::{self, CheckoutInfo, EventEnvelope};
 use crate::telemetry::Counters;
 
 /// How long one instance holds an event while applying it.
-pub(crate) const LEASE_SECS: i64 = 60;
+pub(crate) const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Where a write comes from: the event it applies (none for the success page and the sync
 /// command), and the support action that asked for it, if any, whose audit row is written in the
@@ -72,8 +72,8 @@ pub(crate) async fn process_as(
     replay: bool,
     audit: Option<&support::Audit>,
 ) -> Result<Option<EventState>, AppError> {
-    let now = Utc::now().timestamp();
-    if !db::events::claim(&state.db.pool, event_id, now, LEASE_SECS, replay).await? {
+    let now = Utc::now();
+    if !db::events::claim(&state.db.pool, event_id, now, LEASE, replay).await? {
         return Ok(None);
     }
     claimed(state, event_id, audit).await
@@ -92,7 +92,7 @@ async fn claimed(
     event_id: &str,
     audit: Option<&support::Audit>,
 ) -> Result<Option<EventState>, AppError> {
-    let now = Utc::now().timestamp();
+    let now = Utc::now();
     let Some(stored) = db::events::find(&state.db.pool, event_id).await? else {
         return Ok(None);
     };
@@ -224,8 +224,7 @@ fn record_failure_later(state: Billing, event_id: String, detail: String, max_at
     tokio::spawn(async move {
         for _ in 0..600 {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let now = Utc::now().timestamp();
-            if db::events::fail(&state.db.pool, &event_id, &detail, now, max_attempts)
+            if db::events::fail(&state.db.pool, &event_id, &detail, Utc::now(), max_attempts)
                 .await
                 .is_ok()
             {
@@ -272,9 +271,8 @@ async fn finish_in(
     user: Option<&UserId>,
     customer: Option<&str>,
 ) -> Result<(), AppError> {
-    let now = Utc::now().timestamp();
     let user = user.map(UserId::as_str);
-    db::events::finish(&mut *tx, id, outcome, user, customer, now).await?;
+    db::events::finish(&mut *tx, id, outcome, user, customer, Utc::now()).await?;
     Ok(())
 }
 

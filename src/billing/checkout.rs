@@ -110,7 +110,7 @@ pub async fn start(
             ),
         });
     }
-    let now = Utc::now().timestamp();
+    let now = Utc::now();
     if let Some(open) =
         db::checkout::open_session(&state.db.pool, user_id.as_str(), plan.as_str(), now).await?
     {
@@ -146,7 +146,7 @@ pub async fn start(
         user_id.as_str(),
         plan.as_str(),
         &created.url,
-        created.expires_at,
+        crate::domain::time::from_unix(created.expires_at),
         now,
     )
     .await?;

@@ -139,7 +139,7 @@ pub async fn record(
     source: &'static str,
 ) -> Result<Recorded, AppError> {
     let prepared = prepare(state, body, source);
-    let new = db::events::record(&state.db.pool, &prepared.row(), Utc::now().timestamp()).await?;
+    let new = db::events::record(&state.db.pool, &prepared.row(), Utc::now()).await?;
     count(state, new);
     Ok(Recorded {
         id: prepared.id,

@@ -2,8 +2,10 @@
 //!
 //! A delivery is still answered only after its event is recorded (committed: rule 2), and after it
 //! is applied or [`crate::web::webhook`]'s wait ran out, as one at a time did. What changes is the
-//! cost under a burst: one commit records every delivery waiting at that moment, and one
-//! transaction applies every waiting subscription event whose payload carries its subscription.
+//! cost under a burst: one commit records every delivery waiting at that moment (each new event
+//! already leased to the apply stage, so no commit is spent claiming it), and one transaction
+//! applies every waiting subscription event whose payload carries its subscription: two commits
+//! for a delivery, shared by every delivery of the burst.
 //! Anything else (same-second events that need a re-fetch, checkout sessions, invoices) and every
 //! event of a batch that failed goes the single-event way ([`apply::process_claimed`]), concurrently.
 //!
@@ -21,7 +23,7 @@ use chrono::Utc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::billing::Billing;
-use crate::billing::apply::{self, BatchItem, LEASE_SECS};
+use crate::billing::apply::{self, BatchItem, LEASE};
 use crate::billing::ingest::{self, Prepared};
 use crate::db;
 use crate::db::events::EventState;
@@ -33,8 +35,19 @@ const MAX_BATCH: usize = 256;
 /// Deliveries that may wait for a stage before senders wait too.
 const QUEUE: usize = 8192;
 
-type Recorded = Result<(Prepared, bool), AppError>;
+type Recorded = Result<Delivery, AppError>;
 type Applied = Result<Option<EventState>, AppError>;
+
+/// A recorded delivery, on its way to be applied.
+#[derive(Debug)]
+pub struct Delivery {
+    /// What was recorded (its parsed event goes on to the apply stage with it).
+    pub prepared: Prepared,
+    /// False when the id was known already (a duplicate delivery).
+    pub new: bool,
+    /// Recorded leased to the apply stage, which has it already: its outcome comes here.
+    applying: Option<oneshot::Receiver<Applied>>,
+}
 
 struct RecordJob {
     prepared: Prepared,
@@ -44,6 +57,7 @@ struct RecordJob {
 struct ApplyJob {
     id: String,
     event: Option<EventEnvelope>,
+    leased: bool,
     done: oneshot::Sender<Applied>,
 }
 
@@ -126,6 +140,10 @@ impl Pipeline {
 }
 
 /// Records a verified delivery durably; returns it and whether it was new (not a duplicate).
+/// Through the pipeline, a new pending event is recorded leased to the apply stage, in the same
+/// commit (the lease costs no second one), and the recorder hands it to that stage itself, so it
+/// is applied even if the caller stops waiting now. Should this instance stop before applying it,
+/// the worker takes it up when the lease runs out.
 pub async fn record(state: &Billing, prepared: Prepared) -> Recorded {
     if !state.pipeline.running.load(Ordering::Acquire) {
         return record_alone(state, prepared).await;
@@ -145,29 +163,67 @@ pub async fn record(state: &Billing, prepared: Prepared) -> Recorded {
 }
 
 async fn record_alone(state: &Billing, prepared: Prepared) -> Recorded {
-    let new = db::events::record(&state.db.pool, &prepared.row(), Utc::now().timestamp()).await?;
+    let new = db::events::record(&state.db.pool, &prepared.row(), Utc::now()).await?;
     ingest::count(state, new);
-    Ok((prepared, new))
+    Ok(Delivery {
+        prepared,
+        new,
+        applying: None,
+    })
 }
 
-/// Applies a recorded event (if it waits and nobody else holds it): its outcome, or `None`.
-/// The work goes on if the caller stops waiting.
-pub async fn apply(state: &Billing, id: String, event: Option<EventEnvelope>) -> Applied {
-    if !state.pipeline.running.load(Ordering::Acquire) {
-        return apply::process(state, &id, false).await;
+/// Applies a recorded delivery's event (if it waits and nobody else holds it, or it was recorded
+/// leased to us): its outcome, or `None`. The work goes on if the caller stops waiting.
+pub async fn apply(state: &Billing, delivery: Delivery) -> Applied {
+    if let Some(applying) = delivery.applying {
+        return outcome(applying).await;
     }
-    let (done, answer) = oneshot::channel();
-    if let Err(refused) = state
-        .pipeline
-        .apply
-        .send(ApplyJob { id, event, done })
-        .await
-    {
+    let prepared = delivery.prepared;
+    let (job, answer) = ApplyJob::new(prepared.id, prepared.event, false);
+    if !state.pipeline.running.load(Ordering::Acquire) {
+        return apply::process(state, &job.id, false).await;
+    }
+    if let Err(refused) = state.pipeline.apply.send(job).await {
         return apply::process(state, &refused.0.id, false).await;
     }
+    outcome(answer).await
+}
+
+async fn outcome(answer: oneshot::Receiver<Applied>) -> Applied {
     answer
         .await
         .unwrap_or_else(|_| Err(AppError::Internal("the event applier stopped".into())))
+}
+
+impl ApplyJob {
+    fn new(
+        id: String,
+        event: Option<EventEnvelope>,
+        leased: bool,
+    ) -> (ApplyJob, oneshot::Receiver<Applied>) {
+        let (done, answer) = oneshot::channel();
+        let job = ApplyJob {
+            id,
+            event,
+            leased,
+            done,
+        };
+        (job, answer)
+    }
+}
+
+/// Hands an event recorded leased to us to the apply stage (or, with the stage gone, applies it
+/// here); its outcome goes to the returned receiver.
+async fn hand_over(state: &Billing, prepared: &mut Prepared) -> oneshot::Receiver<Applied> {
+    let (job, answer) = ApplyJob::new(prepared.id.clone(), prepared.event.take(), true);
+    if let Err(refused) = state.pipeline.apply.send(job).await {
+        let ApplyJob { id, done, .. } = refused.0;
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _ = done.send(apply::process_claimed(&state, &id).await);
+        });
+    }
+    answer
 }
 
 /// Waits for one job, then takes every other one already waiting (up to [`MAX_BATCH`]).
@@ -191,11 +247,13 @@ async fn recorder(state: Billing, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
         let result = {
             let _gate = state.pipeline.gate(&state).await;
             let _timing = Timing("record", batch.len(), std::time::Instant::now());
+            let now = Utc::now();
             db::events::record_many(
                 &state.db.pool,
                 state.db.backend,
                 &rows,
-                Utc::now().timestamp(),
+                now,
+                Some(now + LEASE),
             )
             .await
         };
@@ -207,7 +265,17 @@ async fn recorder(state: Billing, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
                     // The first delivery of an id in the batch is its new one.
                     let new = new_ids.remove(&job.prepared.id);
                     ingest::count(&state, new);
-                    let _ = job.done.send(Ok((job.prepared, new)));
+                    let mut prepared = job.prepared;
+                    let applying = if new && prepared.state == EventState::Pending {
+                        Some(hand_over(&state, &mut prepared).await)
+                    } else {
+                        None
+                    };
+                    let _ = job.done.send(Ok(Delivery {
+                        prepared,
+                        new,
+                        applying,
+                    }));
                 }
             }
             Err(e) => {
@@ -224,33 +292,42 @@ async fn recorder(state: Billing, rx: Arc<Mutex<mpsc::Receiver<RecordJob>>>) {
 
 async fn applier(state: Billing, rx: Arc<Mutex<mpsc::Receiver<ApplyJob>>>) {
     while let Some(batch) = next_batch(&rx).await {
-        let mut ids: Vec<&str> = batch.iter().map(|job| job.id.as_str()).collect();
+        // Events recorded leased to us are held already; only redeliveries of waiting ones are
+        // claimed (one statement, no statement at all for a burst of new events).
+        let mut ids: Vec<&str> = batch
+            .iter()
+            .filter(|job| !job.leased)
+            .map(|job| job.id.as_str())
+            .collect();
         ids.sort_unstable();
         ids.dedup();
-        let claimed = {
+        let claimed = if ids.is_empty() {
+            Ok(Vec::new())
+        } else {
             let _gate = state.pipeline.gate(&state).await;
-            db::events::claim_many(
-                &state.db.pool,
-                state.db.backend,
-                &ids,
-                Utc::now().timestamp(),
-                LEASE_SECS,
-            )
-            .await
+            db::events::claim_many(&state.db.pool, state.db.backend, &ids, Utc::now(), LEASE).await
         };
-        let mut claimed: HashSet<String> = match claimed {
-            Ok(claimed) => claimed.into_iter().collect(),
+        let (mut claimed, batch): (HashSet<String>, Vec<ApplyJob>) = match claimed {
+            Ok(claimed) => (claimed.into_iter().collect(), batch),
             Err(e) => {
                 // Recorded, so not lost: the worker applies them once the database answers.
                 tracing::warn!(error = %e, events = batch.len(), "claiming a batch failed; the worker will apply it");
-                for job in batch {
+                let (leased, refused): (Vec<_>, Vec<_>) =
+                    batch.into_iter().partition(|job| job.leased);
+                for job in refused {
                     let _ = job
                         .done
                         .send(Err(AppError::Internal(format!("claiming failed: {e}"))));
                 }
-                continue;
+                (HashSet::new(), leased)
             }
         };
+        claimed.extend(
+            batch
+                .iter()
+                .filter(|job| job.leased)
+                .map(|job| job.id.clone()),
+        );
         let mut fast = Vec::new();
         for job in batch {
             // Held already by someone else, applied, or a second delivery in this batch.

@@ -138,7 +138,7 @@ async fn audit_row(
     before: &str,
 ) -> Result<(), AppError> {
     let after = described_in(state, tx, user).await?;
-    let at = Utc::now().timestamp();
+    let at = Utc::now();
     db::admin::audit(
         &mut *tx,
         user.as_str(),

@@ -15,7 +15,7 @@ pub async fn run_due(state: &Billing) -> Result<usize, AppError> {
     db::events::requeue_linked_unmatched(&state.db.pool).await?;
     let mut attempted = 0;
     loop {
-        let ids = db::events::due(&state.db.pool, Utc::now().timestamp(), 100).await?;
+        let ids = db::events::due(&state.db.pool, Utc::now(), 100).await?;
         if ids.is_empty() {
             return Ok(attempted);
         }
@@ -33,8 +33,8 @@ pub async fn run_due(state: &Billing) -> Result<usize, AppError> {
 
 /// Drops personal data from events older than the retention (`MSR_EVENT_RETENTION`).
 pub async fn reduce_old_events(state: &Billing) -> Result<u64, AppError> {
-    let retention = state.settings.event_retention.as_secs() as i64;
-    Ok(db::events::reduce_old(&state.db.pool, Utc::now().timestamp() - retention).await?)
+    let before = Utc::now() - crate::config::as_chrono(state.settings.event_retention);
+    Ok(db::events::reduce_old(&state.db.pool, before).await?)
 }
 
 /// Starts the retry worker and the Events API catch-up as tasks of the current runtime.

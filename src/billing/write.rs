@@ -85,7 +85,8 @@ pub async fn write(
     tx: &mut AnyConnection,
     items: &[Incoming<'_>],
 ) -> Result<Written, AppError> {
-    let now = Utc::now().timestamp();
+    let at = Utc::now();
+    let now = at.timestamp();
     let backend = state.db.backend;
     let owners = owners(state, tx, items).await?;
 
@@ -146,7 +147,7 @@ pub async fn write(
     let users: Vec<&str> = users.into_iter().collect();
     let (changes, touched) = write_entitlements(state, tx, &users, now).await?;
     db::checkout::close_all_for_users(tx, &close_for.into_iter().collect::<Vec<_>>()).await?;
-    db::events::finish_many(&mut *tx, backend, &finished, now).await?;
+    db::events::finish_many(&mut *tx, backend, &finished, at).await?;
     Ok(Written {
         outcomes,
         changes,

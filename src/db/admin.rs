@@ -124,8 +124,9 @@ pub async fn audit<'c, E: Executor<'c, Database = Any>>(
     action: &str,
     before: &str,
     after: &str,
-    at: i64,
+    at: DateTime<Utc>,
 ) -> Result<String, sqlx::Error> {
+    let at = at.timestamp();
     let id = format!("{at:012}-{:016x}", rand::random::<u64>());
     sqlx::query("INSERT INTO audit_log (id, user_id, actor, action, before, after, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(&id)
@@ -175,13 +176,13 @@ pub async fn events_for<'c, E: Executor<'c, Database = Any>>(
 pub async fn use_token<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     jti: &str,
-    expires_at: i64,
+    expires_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO used_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
     )
     .bind(jti)
-    .bind(expires_at)
+    .bind(expires_at.timestamp())
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -190,10 +191,10 @@ pub async fn use_token<'c, E: Executor<'c, Database = Any>>(
 /// Forgets token ids whose tokens have expired.
 pub async fn forget_expired_tokens<'c, E: Executor<'c, Database = Any>>(
     ex: E,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM used_tokens WHERE expires_at < $1")
-        .bind(now - 3600)
+        .bind((now - chrono::Duration::hours(1)).timestamp())
         .execute(ex)
         .await?
         .rows_affected())

@@ -1,5 +1,6 @@
 //! Idempotency-Key attempt numbers and the Checkout Sessions we opened.
 
+use chrono::{DateTime, Utc};
 use sqlx::{Any, Executor, Row};
 
 /// The current attempt number for a purpose (starts at 1).
@@ -49,8 +50,8 @@ pub async fn remember(
     user: &str,
     plan: &str,
     url: &str,
-    expires_at: i64,
-    now: i64,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO checkout_sessions (id, user_id, plan, url, status, expires_at, created_at) \
@@ -60,8 +61,8 @@ pub async fn remember(
     .bind(user)
     .bind(plan)
     .bind(url)
-    .bind(expires_at)
-    .bind(now)
+    .bind(expires_at.timestamp())
+    .bind(now.timestamp())
     .execute(&mut *conn)
     .await?;
     // The attempt row must exist for closing the session to move it on.
@@ -88,7 +89,7 @@ pub async fn open_session<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     user: &str,
     plan: &str,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Result<Option<OpenCheckout>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT id, url FROM checkout_sessions WHERE user_id = $1 AND plan = $2 AND status = 'open' AND expires_at > $3 \
@@ -96,7 +97,7 @@ pub async fn open_session<'c, E: Executor<'c, Database = Any>>(
     )
     .bind(user)
     .bind(plan)
-    .bind(now + 60)
+    .bind((now + chrono::Duration::seconds(60)).timestamp())
     .fetch_optional(ex)
     .await?;
     row.map(|r| {
@@ -187,7 +188,12 @@ pub async fn expire(
 }
 
 /// Closes the user's sessions that Stripe has expired (or is about to).
-pub async fn expire_stale(pool: &sqlx::AnyPool, user: &str, now: i64) -> Result<u64, sqlx::Error> {
+pub async fn expire_stale(
+    pool: &sqlx::AnyPool,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    close_where(&mut conn, &[user], "expired", Some(now + 60)).await
+    let soon = now + chrono::Duration::seconds(60);
+    close_where(&mut conn, &[user], "expired", Some(soon.timestamp())).await
 }

@@ -99,7 +99,7 @@ pub struct NewEvent<'a> {
 pub async fn record<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     e: &NewEvent<'_>,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at, user_id) \
@@ -114,7 +114,7 @@ pub async fn record<'c, E: Executor<'c, Database = Any>>(
     .bind(e.customer_id)
     .bind(e.subscription_id)
     .bind(e.state.as_str())
-    .bind(now)
+    .bind(now.timestamp())
     .bind(e.user_hint)
     .execute(ex)
     .await?;
@@ -122,21 +122,25 @@ pub async fn record<'c, E: Executor<'c, Database = Any>>(
 }
 
 /// Records many events in one statement (one commit): the webhook pipeline's group commit. Returns
-/// the ids that were new; an id known already, or twice in `events`, is recorded once.
+/// the ids that were new; an id known already, or twice in `events`, is recorded once. With
+/// `lease_until`, every new pending event is recorded already leased until then, to the caller
+/// that goes on to apply it (so taking the lease costs no second commit).
 pub async fn record_many<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     backend: super::Backend,
     events: &[NewEvent<'_>],
-    now: i64,
+    now: DateTime<Utc>,
+    lease_until: Option<DateTime<Utc>>,
 ) -> Result<Vec<String>, sqlx::Error> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at, user_id) \
+        "INSERT INTO stripe_events (id, type, created, livemode, source, payload, customer_id, subscription_id, state, received_at, user_id, locked_until) \
          VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
-        super::value_rows(1, events.len(), 11)
+        super::value_rows(1, events.len(), 12)
     );
+    let lease_until = lease_until.map(|t| t.timestamp());
     let sql = super::positional(sql, backend);
     // Not kept prepared: the text changes with the batch size.
     let mut query = sqlx::query_scalar(&sql).persistent(false);
@@ -151,8 +155,9 @@ pub async fn record_many<'c, E: Executor<'c, Database = Any>>(
             .bind(e.customer_id)
             .bind(e.subscription_id)
             .bind(e.state.as_str())
-            .bind(now)
-            .bind(e.user_hint);
+            .bind(now.timestamp())
+            .bind(e.user_hint)
+            .bind(lease_until.filter(|_| e.state == EventState::Pending));
     }
     // fetch_all: SQLite commits the statement only once it is stepped to its end.
     query.fetch_all(ex).await
@@ -164,8 +169,8 @@ pub async fn claim_many<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     backend: super::Backend,
     ids: &[&str],
-    now: i64,
-    lease_secs: i64,
+    now: DateTime<Utc>,
+    lease: chrono::Duration,
 ) -> Result<Vec<String>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -179,8 +184,8 @@ pub async fn claim_many<'c, E: Executor<'c, Database = Any>>(
     // Not kept prepared: the text changes with the batch size.
     let mut query = sqlx::query_scalar(&sql)
         .persistent(false)
-        .bind(now + lease_secs)
-        .bind(now);
+        .bind((now + lease).timestamp())
+        .bind(now.timestamp());
     for id in ids {
         query = query.bind(*id);
     }
@@ -256,8 +261,8 @@ pub async fn find<'c, E: Executor<'c, Database = Any>>(
 pub async fn claim<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     id: &str,
-    now: i64,
-    lease_secs: i64,
+    now: DateTime<Utc>,
+    lease: chrono::Duration,
     replay: bool,
 ) -> Result<bool, sqlx::Error> {
     let states = if replay {
@@ -269,9 +274,9 @@ pub async fn claim<'c, E: Executor<'c, Database = Any>>(
         "UPDATE stripe_events SET locked_until = $1 WHERE id = $2 AND state IN {states} \
          AND (locked_until IS NULL OR locked_until < $3)"
     ))
-    .bind(now + lease_secs)
+    .bind((now + lease).timestamp())
     .bind(id)
-    .bind(now)
+    .bind(now.timestamp())
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -280,7 +285,7 @@ pub async fn claim<'c, E: Executor<'c, Database = Any>>(
 /// Ids of events due for another attempt, oldest first.
 pub async fn due<'c, E: Executor<'c, Database = Any>>(
     ex: E,
-    now: i64,
+    now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
@@ -288,7 +293,7 @@ pub async fn due<'c, E: Executor<'c, Database = Any>>(
          AND (next_attempt_at IS NULL OR next_attempt_at <= $1) AND (locked_until IS NULL OR locked_until < $1) \
          ORDER BY created, id LIMIT $2",
     )
-    .bind(now)
+    .bind(now.timestamp())
     .bind(limit)
     .fetch_all(ex)
     .await
@@ -301,7 +306,7 @@ pub async fn finish<'c, E: Executor<'c, Database = Any>>(
     state: EventState,
     user_id: Option<&str>,
     customer_id: Option<&str>,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE stripe_events SET state = $1, user_id = COALESCE($2, user_id), customer_id = COALESCE($3, customer_id), \
@@ -310,7 +315,7 @@ pub async fn finish<'c, E: Executor<'c, Database = Any>>(
     .bind(state.as_str())
     .bind(user_id)
     .bind(customer_id)
-    .bind(now)
+    .bind(now.timestamp())
     .bind(id)
     .execute(ex)
     .await?;
@@ -325,7 +330,7 @@ pub async fn finish_many<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     backend: super::Backend,
     outcomes: &[Finished<'_>],
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     if outcomes.is_empty() {
         return Ok(());
@@ -347,7 +352,7 @@ pub async fn finish_many<'c, E: Executor<'c, Database = Any>>(
             .bind(state.as_str())
             .bind(*user)
             .bind(*customer)
-            .bind(now);
+            .bind(now.timestamp());
     }
     query.execute(ex).await?;
     Ok(())
@@ -358,7 +363,7 @@ pub async fn fail<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     id: &str,
     error: &str,
-    now: i64,
+    now: DateTime<Utc>,
     max_attempts: i64,
 ) -> Result<EventState, sqlx::Error> {
     let row = sqlx::query(
@@ -369,7 +374,7 @@ pub async fn fail<'c, E: Executor<'c, Database = Any>>(
     )
     .bind(error)
     .bind(max_attempts)
-    .bind(now)
+    .bind(now.timestamp())
     .bind(id)
     // fetch_all, not fetch_optional: SQLite commits an UPDATE … RETURNING only when the statement
     // is stepped to its end, and reports a failed commit (read-only disk) only there.
@@ -399,14 +404,14 @@ pub async fn requeue_unmatched<'c, E: Executor<'c, Database = Any>>(
 /// the ids that point at a person are dropped. Returns how many were reduced.
 pub async fn reduce_old<'c, E: Executor<'c, Database = Any>>(
     ex: E,
-    before: i64,
+    before: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE stripe_events SET payload = '', customer_id = NULL, subscription_id = NULL, user_id = NULL, \
          last_error = NULL WHERE received_at < $1 AND payload <> '' \
          AND state IN ('applied', 'skipped', 'ignored', 'livemode_mismatch', 'dead', 'unmatched')",
     )
-    .bind(before)
+    .bind(before.timestamp())
     .execute(ex)
     .await?;
     Ok(done.rows_affected())

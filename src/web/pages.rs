@@ -407,8 +407,14 @@ async fn handoff(
             return refuse(format!("{e}.")).await;
         }
     };
-    db::admin::forget_expired_tokens(&state.db.pool, now).await?;
-    if !db::admin::use_token(&state.db.pool, &verified.jti, verified.exp).await? {
+    db::admin::forget_expired_tokens(&state.db.pool, crate::domain::time::from_unix(now)).await?;
+    if !db::admin::use_token(
+        &state.db.pool,
+        &verified.jti,
+        crate::domain::time::from_unix(verified.exp),
+    )
+    .await?
+    {
         tracing::info!(user.id = %verified.user_id, "hand-off token replayed");
         return refuse(format!("{}.", crate::auth::TokenError::Replayed)).await;
     }

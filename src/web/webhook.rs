@@ -63,18 +63,14 @@ async fn receive(
             .into_response());
     }
     let prepared = ingest::prepare(&state, &body, "webhook");
-    let (prepared, new) = pipeline::record(&state, prepared).await?;
-    let id = prepared.id;
+    let delivery = pipeline::record(&state, prepared).await?;
+    let (id, new) = (delivery.prepared.id.clone(), delivery.new);
     // A duplicate of an event still waiting (its first delivery was cut off after the insert) is
     // applied now; for anything already applied the claim fails at once and nothing happens.
     // The apply stage goes on if this connection drops or the wait below runs out: a slow Stripe
     // re-fetch must not hold Stripe's delivery, nor be abandoned half-way.
-    let applied = if prepared.state == EventState::Pending {
-        tokio::time::timeout(
-            APPLY_WAIT,
-            pipeline::apply(&state, id.clone(), prepared.event),
-        )
-        .await
+    let applied = if delivery.prepared.state == EventState::Pending {
+        tokio::time::timeout(APPLY_WAIT, pipeline::apply(&state, delivery)).await
     } else {
         Ok(Ok(None))
     };

@@ -67,7 +67,7 @@ async fn record(app: &TestApp, id: &str, body: &str) {
             user_hint: None,
             state: EventState::Pending,
         },
-        now(),
+        chrono::Utc::now(),
     )
     .await
     .unwrap();

@@ -71,13 +71,22 @@ async fn support_finds_an_owner_by_email_prefix_and_reads_their_event_timeline()
             timeline.contains("checkout.session.completed"),
             "the event timeline lacks the checkout: {timeline:?}"
         );
+        // Every event was handled: applied, or skipped because something newer about the
+        // subscription had been applied already (Stripe does not deliver in order, so which
+        // events are the skipped ones depends on timing). None failed or waits.
+        let mut applied = 0;
         for result in b.all("table.events .result").await {
             let result = result.text().await.expect("an event's result");
-            assert_eq!(
-                result, "applied",
-                "an event of the owner's timeline did not apply: {timeline:?}"
+            assert!(
+                result == "applied" || result == "skipped",
+                "an event of the owner's timeline reads {result:?}: {timeline:?}"
             );
+            applied += usize::from(result == "applied");
         }
+        assert!(
+            applied > 0,
+            "no event of the timeline applied: {timeline:?}"
+        );
         assert!(
             b.text("ul.plain").await.contains("No admin action yet."),
             "the audit log is not empty"
