@@ -9,6 +9,7 @@ mod catalog;
 mod checkout;
 mod clocks;
 mod customers;
+mod entitlements;
 mod events;
 mod invoices;
 mod middleware;
@@ -52,6 +53,14 @@ pub(crate) fn router(sim: Simulator) -> Router {
             get(catalog::list_products).post(catalog::create_product),
         )
         .route("/v1/products/{id}", get(catalog::retrieve_product))
+        .route(
+            "/v1/products/{id}/features",
+            get(entitlements::list_product_features).post(entitlements::attach),
+        )
+        .route(
+            "/v1/products/{id}/features/{product_feature}",
+            get(entitlements::retrieve_product_feature).delete(entitlements::detach),
+        )
         .route(
             "/v1/prices",
             get(catalog::list_prices).post(catalog::create_price),
@@ -119,6 +128,22 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route(
             "/v1/test_helpers/test_clocks/{id}/advance",
             post(clocks::advance),
+        )
+        .route(
+            "/v1/entitlements/features",
+            get(entitlements::list_features).post(entitlements::create_feature),
+        )
+        .route(
+            "/v1/entitlements/features/{id}",
+            get(entitlements::retrieve_feature).post(entitlements::update_feature),
+        )
+        .route(
+            "/v1/entitlements/active_entitlements",
+            get(entitlements::list_active),
+        )
+        .route(
+            "/v1/entitlements/active_entitlements/{id}",
+            get(entitlements::retrieve_active),
         )
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::retrieve))

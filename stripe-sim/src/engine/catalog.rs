@@ -9,9 +9,9 @@ use super::render::metadata;
 use super::{State, new_id};
 use crate::error::StripeError;
 
-/// A product and recurring price seeded at start. In a plans file (JSON: an array of
-/// these, or `{"plans": [...]}`) `lookup_key`, `currency` (`usd`) and `interval_count`
-/// (1) may be left out.
+/// A product and recurring price seeded at start, with the entitlement features of the
+/// product. In a plans file (JSON: an array of these, or `{"plans": [...]}`) `lookup_key`,
+/// `currency` (`usd`), `interval_count` (1) and `features` (none) may be left out.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PlanSeed {
     /// Product id (`prod_...`).
@@ -33,6 +33,11 @@ pub struct PlanSeed {
     /// Number of intervals per period.
     #[serde(default = "one")]
     pub interval_count: i64,
+    /// Lookup keys of the entitlement features the product grants. Each feature is created
+    /// once (named after its key: `fleet_tracking` → "Fleet tracking") and attached to the
+    /// product; plans sharing a key share the feature.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 fn default_currency() -> String {
@@ -64,7 +69,9 @@ impl PlanSeed {
         })
     }
 
-    /// The two plans of My Smart Road: weekly 25 USD and monthly 79 USD.
+    /// The two plans of My Smart Road: weekly 25 USD and monthly 79 USD, without features,
+    /// so no `entitlements.active_entitlement_summary.updated` event is ever sent (see
+    /// [`PlanSeed::demo`] for the plans with features).
     pub fn defaults() -> Vec<PlanSeed> {
         vec![
             PlanSeed {
@@ -76,6 +83,7 @@ impl PlanSeed {
                 currency: "usd".into(),
                 interval: "week".into(),
                 interval_count: 1,
+                features: Vec::new(),
             },
             PlanSeed {
                 product_id: "prod_msr_monthly".into(),
@@ -86,8 +94,28 @@ impl PlanSeed {
                 currency: "usd".into(),
                 interval: "month".into(),
                 interval_count: 1,
+                features: Vec::new(),
             },
         ]
+    }
+
+    /// The [`PlanSeed::defaults`] plans with entitlement features, for the service's demo
+    /// mode: weekly grants `fleet_tracking` and `trip_log`; monthly grants those and
+    /// `ai_dispatch` and `fuel_reports`. Subscribing, switching plan or canceling then
+    /// sends `entitlements.active_entitlement_summary.updated`.
+    pub fn demo() -> Vec<PlanSeed> {
+        let keys = |k: &[&str]| k.iter().map(|s| (*s).to_string()).collect();
+        let mut plans = PlanSeed::defaults();
+        for plan in &mut plans {
+            plan.features = match plan.price_id.as_str() {
+                "price_msr_weekly" => keys(&["fleet_tracking", "trip_log"]),
+                "price_msr_monthly" => {
+                    keys(&["fleet_tracking", "trip_log", "ai_dispatch", "fuel_reports"])
+                }
+                _ => Vec::new(),
+            };
+        }
+        plans
     }
 }
 

@@ -10,13 +10,15 @@
 //! `render_*`: `customers`, `payment_methods` (and the test cards), `catalog` (products,
 //! prices, seeded plans), `checkout`, `portal`, `subscriptions` (create, `update`,
 //! `lifecycle`), `invoices`, `invoice_items`, `payments` (charging invoices, retries),
-//! `clocks` (test clocks). `schedule` says what is due when; `render` holds the shared
+//! `clocks` (test clocks), `entitlements` (features, product features, each customer's
+//! active entitlements). `schedule` says what is due when; `render` holds the shared
 //! JSON helpers. This file keeps the state itself, the clock and event emission.
 
 mod catalog;
 mod checkout;
 mod clocks;
 mod customers;
+mod entitlements;
 mod invoice_items;
 mod invoices;
 mod payment_methods;
@@ -105,6 +107,7 @@ pub struct State {
     pub(crate) invoices: BTreeMap<String, Invoice>,
     pub(crate) invoice_items: BTreeMap<String, InvoiceItem>,
     pub(crate) test_clocks: BTreeMap<String, TestClock>,
+    pub(crate) entitlements: entitlements::Entitlements,
     /// Ids of deleted customers, so retrieving one answers `{deleted: true}` as Stripe does.
     pub(crate) deleted_customers: std::collections::BTreeSet<String>,
     /// Every event ever emitted, oldest first.
@@ -147,6 +150,7 @@ impl State {
             invoices: BTreeMap::new(),
             invoice_items: BTreeMap::new(),
             test_clocks: BTreeMap::new(),
+            entitlements: entitlements::Entitlements::default(),
             deleted_customers: std::collections::BTreeSet::new(),
             events: Vec::new(),
             outbox: Vec::new(),
@@ -187,6 +191,7 @@ impl State {
                     metadata: BTreeMap::new(),
                 },
             );
+            st.seed_features(&plan.product_id, &plan.features);
         }
         st
     }
@@ -231,7 +236,11 @@ impl State {
         std::mem::take(&mut self.outbox)
     }
 
-    /// Records an event for `GET /v1/events` and for delivery.
+    /// Records an event for `GET /v1/events` and for delivery. After a
+    /// `customer.subscription.*` event the customer's entitlements are reconciled: every
+    /// change of a subscription's status or items announces itself with such an event, so
+    /// this one call keeps the active entitlements right for every transition, test clocks
+    /// included; the summary event (if the set changed) follows with the same `created`.
     pub(crate) fn emit(
         &mut self,
         event_type: &str,
@@ -239,6 +248,10 @@ impl State {
         object: Value,
         previous_attributes: Option<Value>,
     ) {
+        let subscriber = match object["customer"].as_str() {
+            Some(c) if event_type.starts_with("customer.subscription.") => Some(c.to_string()),
+            _ => None,
+        };
         let mut data = serde_json::Map::new();
         data.insert("object".into(), object);
         if let Some(prev) = previous_attributes {
@@ -260,6 +273,9 @@ impl State {
         });
         self.events.push(event.clone());
         self.outbox.push(event);
+        if let Some(customer) = subscriber {
+            self.reconcile_entitlements(&customer, created);
+        }
     }
 
     /// Lowers `pending_webhooks` of a stored event after a successful delivery.

@@ -87,6 +87,12 @@ impl State {
             self.render_invoice_item(id)
         } else if id.starts_with("clock_") {
             self.render_test_clock(id)
+        } else if id.starts_with("feat_") {
+            self.render_feature(id)
+        } else if id.starts_with("prodft_") {
+            self.render_product_feature(id)
+        } else if id.starts_with("ent_") {
+            self.render_active_entitlement(id)
         } else {
             Value::Null
         };

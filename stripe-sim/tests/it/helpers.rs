@@ -51,6 +51,39 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET /v1/{path}` with a query string, as a plain client: (status, JSON body).
+pub async fn v1_get(h: &SimHandle, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    v1_send(h, reqwest::Method::GET, path, query).await
+}
+
+/// `POST /v1/{path}` with a form body, as a plain client: (status, JSON body).
+pub async fn v1_post(h: &SimHandle, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    v1_send(h, reqwest::Method::POST, path, form).await
+}
+
+/// `DELETE /v1/{path}`, as a plain client: (status, JSON body).
+pub async fn v1_delete(h: &SimHandle, path: &str) -> (u16, Value) {
+    v1_send(h, reqwest::Method::DELETE, path, &[]).await
+}
+
+async fn v1_send(
+    h: &SimHandle,
+    method: reqwest::Method,
+    path: &str,
+    params: &[(&str, &str)],
+) -> (u16, Value) {
+    let req = http()
+        .request(method.clone(), format!("{}v1/{path}", h.base_url))
+        .bearer_auth(API_KEY);
+    let req = if method == reqwest::Method::GET {
+        req.query(params)
+    } else {
+        req.form(params)
+    };
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
 /// One webhook request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {

@@ -4,6 +4,8 @@
 mod api;
 mod billing;
 mod control;
+mod entitlements;
+mod features;
 mod helpers;
 mod pages;
 mod standalone;
