@@ -240,7 +240,15 @@ async fn pay_checkout(
         Ok(CheckoutOutcome::Completed {
             redirect,
             subscription,
-        }) => ok(json!({"status": "complete", "redirect": redirect, "subscription": subscription})),
+            payment_intent,
+            setup_intent,
+        }) => ok(json!({
+            "status": "complete",
+            "redirect": redirect,
+            "subscription": Some(subscription).filter(|s| !s.is_empty()),
+            "payment_intent": payment_intent,
+            "setup_intent": setup_intent,
+        })),
         Ok(CheckoutOutcome::RequiresAction { subscription }) => (
             StatusCode::PAYMENT_REQUIRED,
             axum::Json(json!({"status": "requires_action", "subscription": subscription})),

@@ -13,6 +13,7 @@ mod entitlements;
 mod events;
 mod invoices;
 mod middleware;
+mod schedules;
 mod subscriptions;
 
 // The control API sits behind the same key check and request ids as `/v1`.
@@ -84,6 +85,22 @@ pub(crate) fn router(sim: Simulator) -> Router {
                 .delete(subscriptions::cancel),
         )
         .route("/v1/subscriptions/{id}/resume", post(subscriptions::resume))
+        .route(
+            "/v1/subscription_schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/v1/subscription_schedules/{id}",
+            get(schedules::retrieve).post(schedules::update),
+        )
+        .route(
+            "/v1/subscription_schedules/{id}/cancel",
+            post(schedules::cancel),
+        )
+        .route(
+            "/v1/subscription_schedules/{id}/release",
+            post(schedules::release),
+        )
         .route("/v1/invoices", get(invoices::list).post(invoices::create))
         .route(
             "/v1/invoices/{id}",

@@ -91,6 +91,7 @@ pub(crate) async fn create(State(sim): State<Simulator>, req: ApiRequest) -> Api
         payment_behavior: p.str("payment_behavior")?,
         missing_payment_method,
         cancel_at_period_end: p.bool("cancel_at_period_end")?.unwrap_or(false),
+        schedule: None,
     };
     sim.mutate(req.info, |st| {
         let id = st.create_subscription(ns)?;

@@ -8,11 +8,12 @@
 //!
 //! One module per Stripe resource, each with its object struct, its transitions and its
 //! `render_*`: `customers`, `payment_methods` (and the test cards), `catalog` (products,
-//! prices, seeded plans), `checkout`, `portal`, `subscriptions` (create, `update`,
-//! `lifecycle`), `invoices`, `invoice_items`, `payments` (charging invoices, retries),
-//! `clocks` (test clocks), `entitlements` (features, product features, each customer's
-//! active entitlements). `schedule` says what is due when; `render` holds the shared
-//! JSON helpers. This file keeps the state itself, the clock and event emission.
+//! prices, seeded plans), `checkout` (all three modes), `portal`, `subscriptions` (create,
+//! `update`, `lifecycle`), `invoices`, `invoice_items`, `payments` (charging invoices,
+//! retries), `clocks` (test clocks), `schedules` (subscription schedules), `entitlements`
+//! (features, product features, each customer's active entitlements). `schedule` says what
+//! is due when; `render` holds the shared JSON helpers. This file keeps the state itself,
+//! the clock and event emission.
 
 mod catalog;
 mod checkout;
@@ -26,6 +27,7 @@ mod payments;
 mod portal;
 mod render;
 mod schedule;
+mod schedules;
 mod subscriptions;
 
 use std::collections::BTreeMap;
@@ -33,7 +35,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use catalog::{NewPrice, PlanSeed, Price, Product};
-pub use checkout::{CheckoutOutcome, CheckoutSession, NewCheckout};
+pub use checkout::{
+    CheckoutMode, CheckoutOutcome, CheckoutSession, NewCheckout, NewLineItem, NewPriceData,
+};
 pub use clocks::TestClock;
 pub use customers::{Customer, NewCustomer};
 pub use invoice_items::{InvoiceItem, NewInvoiceItem};
@@ -42,6 +46,9 @@ pub use payment_methods::{PaymentMethod, TestCard};
 pub use portal::PortalSession;
 pub use render::expand;
 pub use schedule::Due;
+pub use schedules::{
+    NewPhase, NewSchedule, SchedulePhase, ScheduleUpdate, StartDate, SubscriptionSchedule,
+};
 pub use subscriptions::{
     NewSubscription, PauseCollection, Subscription, SubscriptionItem, SubscriptionUpdate,
 };
@@ -107,6 +114,7 @@ pub struct State {
     pub(crate) invoices: BTreeMap<String, Invoice>,
     pub(crate) invoice_items: BTreeMap<String, InvoiceItem>,
     pub(crate) test_clocks: BTreeMap<String, TestClock>,
+    pub(crate) subscription_schedules: BTreeMap<String, SubscriptionSchedule>,
     pub(crate) entitlements: entitlements::Entitlements,
     /// Ids of deleted customers, so retrieving one answers `{deleted: true}` as Stripe does.
     pub(crate) deleted_customers: std::collections::BTreeSet<String>,
@@ -150,6 +158,7 @@ impl State {
             invoices: BTreeMap::new(),
             invoice_items: BTreeMap::new(),
             test_clocks: BTreeMap::new(),
+            subscription_schedules: BTreeMap::new(),
             entitlements: entitlements::Entitlements::default(),
             deleted_customers: std::collections::BTreeSet::new(),
             events: Vec::new(),

@@ -69,6 +69,8 @@ impl State {
     pub fn render_by_id(&self, id: &str) -> Option<Value> {
         let v = if id.starts_with("cus_") {
             self.render_customer(id)
+        } else if id.starts_with("sub_sched_") {
+            self.render_schedule(id)
         } else if id.starts_with("sub_") {
             self.render_subscription(id)
         } else if id.starts_with("in_") {

@@ -17,16 +17,22 @@ pub enum Due {
     ExpireIncomplete(String),
     /// `cancel_at` reached (also what `cancel_at_period_end` schedules).
     CancelAt(String),
+    /// A subscription schedule starts, or its current phase ends.
+    SchedulePhase(String),
     /// A period (or trial) ends: renew.
     PeriodEnd(String),
     /// An open Checkout Session expires.
     ExpireCheckout(String),
     /// Three days before a trial ends: `customer.subscription.trial_will_end`.
     TrialWillEnd(String),
+    /// Seven days before a releasing schedule ends: `subscription_schedule.expiring`.
+    ScheduleExpiring(String),
 }
 
 impl Due {
-    /// Tie-break between moments at the same second: money first, then status changes.
+    /// Tie-break between moments at the same second: money first, then status changes. A
+    /// schedule's phase change comes before the renewal at the same moment, so the renewal
+    /// bills the new phase's prices (and `end_behavior=cancel` ends before renewing).
     fn rank(&self) -> u8 {
         match self {
             Due::ResumeCollection(_) => 0,
@@ -34,9 +40,11 @@ impl Due {
             Due::RetryInvoice(_) => 2,
             Due::ExpireIncomplete(_) => 3,
             Due::CancelAt(_) => 4,
-            Due::PeriodEnd(_) => 5,
-            Due::ExpireCheckout(_) => 6,
-            Due::TrialWillEnd(_) => 7,
+            Due::SchedulePhase(_) => 5,
+            Due::PeriodEnd(_) => 6,
+            Due::ExpireCheckout(_) => 7,
+            Due::TrialWillEnd(_) => 8,
+            Due::ScheduleExpiring(_) => 9,
         }
     }
 
@@ -51,6 +59,8 @@ impl Due {
             Due::PeriodEnd(id) => format!("renew {id}"),
             Due::ExpireCheckout(id) => format!("expire checkout session {id}"),
             Due::TrialWillEnd(id) => format!("announce the trial end of {id}"),
+            Due::SchedulePhase(id) => format!("start or change the phase of {id}"),
+            Due::ScheduleExpiring(id) => format!("announce the end of {id}"),
         }
     }
 }
@@ -128,6 +138,32 @@ impl State {
                 out.push((cs.expires_at, Due::ExpireCheckout(cs.id.clone())));
             }
         }
+        for s in self.subscription_schedules.values() {
+            if !self.customers.contains_key(&s.customer) || !on_clock(&s.customer) {
+                continue;
+            }
+            match s.status.as_str() {
+                "not_started" => {
+                    if let Some(first) = s.phases.first() {
+                        out.push((first.start_date, Due::SchedulePhase(s.id.clone())));
+                    }
+                }
+                "active" => {
+                    if let Some(phase) = s.phases.get(s.current) {
+                        out.push((phase.end_date, Due::SchedulePhase(s.id.clone())));
+                    }
+                    let expiring = s.phases.last().map(|p| p.end_date - 7 * 86_400);
+                    if s.end_behavior == "release"
+                        && !s.expiring_sent
+                        && let Some(at) = expiring
+                        && at > s.created
+                    {
+                        out.push((at, Due::ScheduleExpiring(s.id.clone())));
+                    }
+                }
+                _ => {}
+            }
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.rank().cmp(&b.1.rank())));
         out
     }
@@ -154,6 +190,8 @@ impl State {
             Due::PeriodEnd(id) => self.period_end(&id),
             Due::ExpireCheckout(id) => self.expire_checkout(&id),
             Due::TrialWillEnd(id) => self.trial_will_end(&id),
+            Due::SchedulePhase(id) => self.schedule_due(&id),
+            Due::ScheduleExpiring(id) => self.schedule_expiring(&id),
         }
     }
 

@@ -46,8 +46,7 @@ fn checkout(st: &mut State, trial: Option<i64>, card: Option<TestCard>) -> (Stri
     let cs = st
         .create_checkout(NewCheckout {
             customer: Some(cus.clone()),
-            price: "price_msr_weekly".into(),
-            quantity: 1,
+            line_items: vec![NewLineItem::price("price_msr_weekly", 1)],
             trial_period_days: trial,
             success_url: Some("http://app/ok?s={CHECKOUT_SESSION_ID}".into()),
             payment_method_collection: card.is_none().then(|| "if_required".to_string()),
@@ -59,6 +58,7 @@ fn checkout(st: &mut State, trial: Option<i64>, card: Option<TestCard>) -> (Stri
         CheckoutOutcome::Completed {
             subscription,
             redirect,
+            ..
         } => {
             assert_eq!(redirect.unwrap(), format!("http://app/ok?s={cs}"));
             (cus, subscription)
@@ -223,4 +223,70 @@ fn pause_collection_voids_renewals_and_keeps_status() {
     assert_eq!(st.subscriptions[&sub].status, "active");
     let inv = st.subscriptions[&sub].latest_invoice.clone().unwrap();
     assert_eq!(st.invoices[&inv].status, "void");
+}
+
+#[test]
+fn schedule_phases_chain_their_dates_and_the_last_one_defaults_to_one_interval() {
+    let st = state();
+    let phase = |price: &str, iterations: Option<i64>| NewPhase {
+        items: vec![(price.to_string(), 1)],
+        iterations,
+        ..NewPhase::default()
+    };
+    let t0 = 1_799_971_200; // 2027-01-15
+    let phases = st
+        .resolve_phases(
+            t0,
+            &[
+                phase("price_msr_weekly", Some(2)),
+                phase("price_msr_monthly", None),
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(phases[0].end_date, t0 + 14 * 86_400);
+    assert_eq!(phases[1].start_date, phases[0].end_date);
+    // 2027-01-29 + one calendar month = 2027-02-28.
+    assert_eq!(phases[1].end_date, t0 + 44 * 86_400);
+    let err = st
+        .resolve_phases(
+            t0,
+            &[
+                phase("price_msr_weekly", None),
+                phase("price_msr_monthly", None),
+            ],
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(err.param.as_deref(), Some("phases[0][end_date]"));
+}
+
+#[test]
+fn inline_prices_of_a_payment_session_emit_no_catalogue_events() {
+    let mut st = state();
+    let before = st.events.len();
+    let id = st
+        .create_checkout(NewCheckout {
+            mode: CheckoutMode::Payment,
+            line_items: vec![NewLineItem {
+                price_data: Some(NewPriceData {
+                    currency: "usd".into(),
+                    unit_amount: 700,
+                    product_name: Some("Toll pass".into()),
+                    ..NewPriceData::default()
+                }),
+                quantity: 2,
+                ..NewLineItem::default()
+            }],
+            ..NewCheckout::default()
+        })
+        .unwrap();
+    assert_eq!(st.events.len(), before);
+    assert_eq!(st.render_checkout(&id)["amount_total"], 1400);
+    let outcome = st.complete_checkout(&id, Some(TestCard::Visa)).unwrap();
+    let CheckoutOutcome::Completed { payment_intent, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(payment_intent.unwrap().starts_with("pi_"));
+    assert_eq!(types_since(&st, before), ["checkout.session.completed"]);
 }

@@ -182,6 +182,7 @@ async fn checkout_session_is_created_paid_and_retrieved_with_expanded_subscripti
     let msr_stripe_sim::CheckoutOutcome::Completed {
         redirect,
         subscription,
+        ..
     } = out
     else {
         panic!()

@@ -3,10 +3,12 @@
 
 mod api;
 mod billing;
+mod checkout_modes;
 mod control;
 mod entitlements;
 mod features;
 mod helpers;
 mod pages;
+mod schedules;
 mod standalone;
 mod webhooks;

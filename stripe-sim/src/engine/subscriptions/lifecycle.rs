@@ -145,6 +145,7 @@ impl State {
         }
         let obj = self.render_subscription(sub_id);
         self.emit("customer.subscription.deleted", now, obj, None);
+        self.abort_schedule_of(sub_id);
     }
 
     pub(crate) fn cancel_due(&mut self, sub_id: &str) {

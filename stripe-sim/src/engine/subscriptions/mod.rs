@@ -62,6 +62,8 @@ pub struct Subscription {
     pub(crate) fail_next_renewal: bool,
     /// `customer.subscription.trial_will_end` was sent for the current trial.
     pub(crate) trial_will_end_sent: bool,
+    /// The subscription schedule managing it (`sub_sched_…`), while attached.
+    pub(crate) schedule: Option<String>,
 }
 
 impl Subscription {
@@ -129,6 +131,8 @@ pub struct NewSubscription {
     pub missing_payment_method: Option<String>,
     /// `cancel_at_period_end`.
     pub cancel_at_period_end: bool,
+    /// The subscription schedule creating it (set by schedules, not by `/v1/subscriptions`).
+    pub schedule: Option<String>,
 }
 
 impl State {
@@ -297,6 +301,7 @@ impl State {
             metadata: p.metadata.clone(),
             fail_next_renewal: false,
             trial_will_end_sent: false,
+            schedule: p.schedule.clone(),
         };
         self.subscriptions.insert(sub_id.clone(), sub);
         let inv = self.new_invoice(
@@ -421,7 +426,7 @@ impl State {
             "pending_invoice_item_interval": null,
             "pending_setup_intent": null,
             "pending_update": null,
-            "schedule": null,
+            "schedule": s.schedule,
             "start_date": s.start_date,
             "status": s.status,
             "test_clock": self.clock_of_customer(&s.customer),
