@@ -145,14 +145,33 @@ impl FromRequestParts<AppState> for SessionUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let session = session_of(parts, state).await?;
-        let user = read_user(session, state)
+        let user = signed_in_user(parts, state)
             .await?
             .ok_or(AppError::SignInRequired)?;
         crate::web::middleware::record_user(parts, &user.id);
         Ok(user)
     }
 }
+
+/// The request's signed-in user, read once per request: a guard (the admin route layer) and the
+/// handler's own extractor share what the first of them read (the session generation query, the
+/// keep-alive).
+async fn signed_in_user(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<Option<SessionUser>, AppError> {
+    if let Some(read) = parts.extensions.get::<ReadUser>() {
+        return Ok(read.0.clone());
+    }
+    let session = session_of(parts, state).await?;
+    let user = read_user(session, state).await?;
+    parts.extensions.insert(ReadUser(user.clone()));
+    Ok(user)
+}
+
+/// What [`signed_in_user`] read for this request.
+#[derive(Clone)]
+struct ReadUser(Option<SessionUser>);
 
 impl OptionalFromRequestParts<AppState> for SessionUser {
     type Rejection = AppError;
@@ -161,8 +180,7 @@ impl OptionalFromRequestParts<AppState> for SessionUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, Self::Rejection> {
-        let session = session_of(parts, state).await?;
-        read_user(session, state).await
+        signed_in_user(parts, state).await
     }
 }
 
