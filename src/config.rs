@@ -170,6 +170,15 @@ pub struct Settings {
     /// `MSR_EVENT_RETENTION`: raw event payloads hold personal data; after this long a finished
     /// event is reduced to its id, type and outcome.
     pub event_retention: Duration,
+    /// `MSR_FEED_RETENTION`: how long the entitlement change log is kept (each owner's newest
+    /// change stays whatever its age).
+    pub feed_retention: Duration,
+    /// `MSR_FEED_ENDPOINTS`: comma-separated http(s) URLs that get every entitlement change as a
+    /// Standard Webhooks delivery.
+    pub feed_endpoints: Vec<Url>,
+    /// `MSR_FEED_SECRET`: `whsec_` + base64, the key the deliveries are signed with (the bytes the
+    /// base64 decodes to). Required with endpoints.
+    pub feed_secret: Option<Secret>,
     /// `MSR_CACHE_CAPACITY`: users whose entitlement is kept in memory (0 turns the cache off).
     pub cache_capacity: usize,
     /// `MSR_CACHE_TTL`: the longest an entry is trusted (bounds writes no instance saw, such as
@@ -412,6 +421,13 @@ impl Settings {
                 "MSR_EVENT_RETENTION",
                 Duration::from_secs(7776000),
             )?,
+            feed_retention: parse_duration_var(
+                env,
+                "MSR_FEED_RETENTION",
+                Duration::from_secs(400 * 86_400),
+            )?,
+            feed_endpoints: feed_endpoints(env)?,
+            feed_secret: feed_secret(env)?,
             cache_capacity: parse_number(env, "MSR_CACHE_CAPACITY", 1_000_000, 0..=100_000_000)?,
             cache_ttl: parse_duration_var(env, "MSR_CACHE_TTL", Duration::from_secs(120))?,
             static_dir: env
@@ -464,6 +480,42 @@ fn parse_bool(raw: &str) -> Option<bool> {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
+    }
+}
+
+fn feed_endpoints(env: &dyn Source) -> Result<Vec<Url>, ConfigError> {
+    let raw = env.get("MSR_FEED_ENDPOINTS").unwrap_or_default();
+    let urls: Vec<Url> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| parse_url("MSR_FEED_ENDPOINTS", u))
+        .collect::<Result<_, _>>()?;
+    if !urls.is_empty() && env.get("MSR_FEED_SECRET").is_none() {
+        return Err(ConfigError::new(
+            "MSR_FEED_SECRET",
+            "is required with MSR_FEED_ENDPOINTS: deliveries are signed with it (whsec_ + base64)",
+        ));
+    }
+    Ok(urls)
+}
+
+fn feed_secret(env: &dyn Source) -> Result<Option<Secret>, ConfigError> {
+    use base64::Engine;
+    let Some(raw) = env.get("MSR_FEED_SECRET") else {
+        return Ok(None);
+    };
+    let key = raw
+        .strip_prefix("whsec_")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .filter(|k| k.len() >= 24);
+    match key {
+        Some(_) => Ok(Some(Secret::new(raw))),
+        None => Err(ConfigError::new(
+            "MSR_FEED_SECRET",
+            "must be whsec_ followed by the base64 of at least 24 random bytes \
+             (generate one with `echo whsec_$(openssl rand -base64 32)`)",
+        )),
     }
 }
 

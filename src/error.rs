@@ -38,6 +38,9 @@ pub enum AppError {
     /// No such route or object (404).
     #[error("{0}")]
     NotFound(String),
+    /// What was asked for is no longer kept (410 `changes_expired`: the change log's retention).
+    #[error("{0}")]
+    ChangesExpired(String),
     /// The route exists but not for this method (405).
     #[error("method not allowed on this route")]
     MethodNotAllowed,
@@ -92,6 +95,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::UnknownUser(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::ChangesExpired(_) => StatusCode::GONE,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -115,6 +119,7 @@ impl AppError {
             AppError::UnknownUser(_) => "unknown_user",
             AppError::NotFound(_) => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::ChangesExpired(_) => "changes_expired",
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::TooManyRequests { .. } => "rate_limited",

@@ -96,6 +96,10 @@ impl Application {
         use tower::ServiceExt;
 
         crate::billing::worker::spawn(self.state.billing.clone());
+        crate::billing::feed::spawn(&self.state.billing);
+        crate::billing::outbound::spawn(&self.state.billing, |change| {
+            serde_json::to_value(crate::web::wire::change(change)).unwrap_or_default()
+        });
         crate::billing::pipeline::Pipeline::spawn(&self.state);
         if let Some(sim) = self.state.sim.clone() {
             // Demo mode: the embedded simulator's webhook delivery is one of our loops too.
@@ -287,6 +291,7 @@ pub async fn build_state(mut settings: Settings, port: u16) -> Result<AppState, 
         pipeline: Arc::default(),
         wake: Arc::default(),
         tasks: crate::tasks::Supervisor::new(),
+        feed: Arc::default(),
     });
     Ok(AppState::new(crate::web::state::Shared {
         billing,

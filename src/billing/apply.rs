@@ -11,6 +11,7 @@
 use chrono::Utc;
 use sqlx::AnyConnection;
 
+use crate::billing::feed::Cause;
 use crate::billing::write::{self, Incoming, Outcome};
 use crate::billing::{Billing, support};
 use crate::db;
@@ -37,6 +38,16 @@ pub(crate) struct Source<'a> {
 impl<'a> Source<'a> {
     fn event_id(&self) -> Option<&'a str> {
         self.event.map(|e| e.id.as_str())
+    }
+
+    /// What the change log names as the cause: the support action, else the event, else a sync
+    /// from Stripe (the return page).
+    fn cause(&self) -> Cause<'a> {
+        match (self.audit, self.event) {
+            (Some(audit), _) => Cause::Support(audit.id()),
+            (None, Some(event)) => Cause::StripeEvent(event.id.as_str()),
+            (None, None) => Cause::Sync,
+        }
     }
 
     /// Writes what must be committed with the outcome (a support action's audit row), inside the
@@ -192,6 +203,7 @@ pub async fn apply_batch(
             at: item.event.created,
             user_hint: None,
             action_required: None,
+            cause: Cause::StripeEvent(item.event.id.as_str()),
         })
         .collect();
     let mut tx = state.db.begin_write().await?;
@@ -507,6 +519,7 @@ async fn write_snapshot(
         at,
         user_hint,
         action_required,
+        cause: source.cause(),
     };
     let mut tx = state.db.begin_write().await?;
     let written = write::write(state, &mut tx, &[item]).await?;

@@ -58,6 +58,8 @@ pub struct Parts {
     pub wake: Arc<tokio::sync::Notify>,
     /// Every background loop, supervised.
     pub tasks: crate::tasks::Supervisor,
+    /// The change log's tail, fanned out to stream subscribers.
+    pub feed: Arc<crate::billing::feed::Tail>,
 }
 
 impl Parts {

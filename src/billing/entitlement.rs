@@ -69,6 +69,36 @@ fn answer(
     })
 }
 
+/// Every user's answer now, by id, after `after` (`""`: from the first), at most `limit`; and
+/// whether more follow. Read from the store in one statement (the cache's fill query).
+pub async fn page(
+    state: &Billing,
+    after: &str,
+    limit: i64,
+) -> Result<(Vec<EntitlementAnswer>, bool), AppError> {
+    let now = Utc::now();
+    let mut rows = db::entitlements::all_for_check(&state.db.pool, after, limit + 1).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let answers = rows
+        .into_iter()
+        .map(|(user, complimentary, entitlement)| {
+            let user_id = UserId::parse(&user)
+                .map_err(|e| AppError::Internal(format!("stored user id unreadable: {e}")))?;
+            let decision = state
+                .policy
+                .decide_with_grant(entitlement.as_ref(), complimentary, now);
+            Ok(EntitlementAnswer {
+                user_id,
+                entitlement,
+                decision,
+                as_of: now,
+            })
+        })
+        .collect::<Result<_, AppError>>()?;
+    Ok((answers, has_more))
+}
+
 /// Like [`check`], but read from the store (not the cache) with everything it keeps, the
 /// subscription id and the row's `updated_at` included: for the developer views that show them.
 pub async fn check_stored(

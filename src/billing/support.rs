@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
 use crate::billing::Billing;
+use crate::billing::feed::{self, Cause};
 use crate::billing::{apply, entitlement, sync};
 use crate::db;
 use crate::domain::UserId;
@@ -61,7 +62,7 @@ async fn described(state: &Billing, user: &UserId) -> Result<String, AppError> {
 /// every instance that the owner's entitlement may have changed.
 async fn audited<F>(
     state: &Billing,
-    admin: &UserId,
+    (admin, audit_id): (&UserId, &str),
     user: &UserId,
     action: &str,
     change: F,
@@ -69,13 +70,24 @@ async fn audited<F>(
 where
     F: for<'t> AsyncFnOnce(&'t mut AnyConnection) -> Result<(), AppError>,
 {
+    let audit_id = audit_id.to_owned();
     let mut tx = state.db.begin_write().await?;
     let before = described_in(state, &mut tx, user).await?;
     change(&mut tx).await?;
-    audit_row(state, &mut tx, admin, user, action, &before).await?;
+    // Support's own changes (complimentary access) are logged here; a resync's go through the
+    // one write path, under the same cause, and are not logged twice (the answer is unchanged).
+    feed::record(
+        state,
+        &mut tx,
+        &[(user.as_str(), Cause::Support(&audit_id))],
+        Utc::now(),
+    )
+    .await?;
+    audit_row(state, &mut tx, &audit_id, admin, user, action, &before).await?;
     db::entitlements::notify_changed(&mut tx, state.db.backend, user.as_str()).await?;
     tx.commit().await?;
     state.cache.evict(user.as_str());
+    state.feed.wake();
     tracing::info!(admin = %admin, user.id = %user, action, "admin action");
     Ok(())
 }
@@ -89,7 +101,8 @@ pub async fn grant_complimentary(
     note: &str,
 ) -> Result<(), AppError> {
     let action = format!("grant complimentary access: {note}");
-    audited(state, admin, user, &action, async |tx| {
+    let id = db::admin::new_audit_id(Utc::now());
+    audited(state, (admin, &id), user, &action, async |tx| {
         db::users::set_complimentary(&mut *tx, user, Some(until), Some(note)).await?;
         Ok(())
     })
@@ -102,9 +115,10 @@ pub async fn revoke_complimentary(
     admin: &UserId,
     user: &UserId,
 ) -> Result<(), AppError> {
+    let id = db::admin::new_audit_id(Utc::now());
     audited(
         state,
-        admin,
+        (admin, &id),
         user,
         "revoke complimentary access",
         async |tx| {
@@ -117,21 +131,30 @@ pub async fn revoke_complimentary(
 
 /// Ends every browser session of the owner: each is refused at its next request.
 pub async fn end_sessions(state: &Billing, admin: &UserId, user: &UserId) -> Result<(), AppError> {
-    audited(state, admin, user, "end all browser sessions", async |tx| {
-        if db::users::end_sessions(&mut *tx, user).await? {
-            Ok(())
-        } else {
-            Err(AppError::UnknownUser(user.to_string()))
-        }
-    })
+    let id = db::admin::new_audit_id(Utc::now());
+    audited(
+        state,
+        (admin, &id),
+        user,
+        "end all browser sessions",
+        async |tx| {
+            if db::users::end_sessions(&mut *tx, user).await? {
+                Ok(())
+            } else {
+                Err(AppError::UnknownUser(user.to_string()))
+            }
+        },
+    )
     .await
 }
 
 /// Writes the audit row of `action` on `user` inside `tx`: `before`, and the entitlement as it is
 /// now in `tx`, after the change.
+#[allow(clippy::too_many_arguments)]
 async fn audit_row(
     state: &Billing,
     tx: &mut AnyConnection,
+    id: &str,
     admin: &UserId,
     user: &UserId,
     action: &str,
@@ -141,6 +164,7 @@ async fn audit_row(
     let at = Utc::now();
     db::admin::audit(
         &mut *tx,
+        id,
         user.as_str(),
         admin.as_str(),
         action,
@@ -155,6 +179,8 @@ async fn audit_row(
 /// A support action's audit row, written by the one write path in the transaction of the change
 /// the action causes (see [`apply::process_as`]).
 pub(crate) struct Audit {
+    /// The audit row's id, made up front so the change log can name it as the cause.
+    id: String,
     admin: UserId,
     /// The action, without its result ("replay event evt_… (kind)").
     action: String,
@@ -167,6 +193,11 @@ pub(crate) struct Audit {
 }
 
 impl Audit {
+    /// The audit row's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Writes the audit row inside `tx`, on `user` (whom the change was matched to) or else the
     /// owner named before it; `result` ends the action's text.
     pub(crate) async fn write_in(
@@ -187,7 +218,7 @@ impl Audit {
                 _ => "— (not matched before the replay)".into(),
             };
             let action = format!("{} → {result}", self.action);
-            audit_row(state, tx, &self.admin, user, &action, &before).await?;
+            audit_row(state, tx, &self.id, &self.admin, user, &action, &before).await?;
         }
         *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(user);
         Ok(())
@@ -215,10 +246,18 @@ pub async fn resync(state: &Billing, admin: &UserId, user: &UserId) -> Result<()
         }
     };
     let mut written = None;
-    audited(state, admin, user, "resync from Stripe", async |tx| {
-        written = Some(sync::write_fetched_in(state, tx, &fetched, user).await?);
-        Ok(())
-    })
+    let id = db::admin::new_audit_id(Utc::now());
+    audited(
+        state,
+        (admin, &id),
+        user,
+        "resync from Stripe",
+        async |tx| {
+            let cause = Cause::Support(&id);
+            written = Some(sync::write_fetched_in(state, tx, &fetched, user, cause).await?);
+            Ok(())
+        },
+    )
     .await?;
     if let Some(written) = written {
         written.evict(state);
@@ -256,6 +295,7 @@ pub async fn replay(state: &Billing, admin: &UserId, event_id: &str) -> Result<R
         _ => None,
     };
     let audit = Audit {
+        id: db::admin::new_audit_id(Utc::now()),
         admin: admin.clone(),
         action: format!("replay event {} ({})", event.id, event.kind),
         named,

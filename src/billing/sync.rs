@@ -6,6 +6,7 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use crate::billing::Billing;
+use crate::billing::feed::Cause;
 use crate::billing::write::{self, Incoming};
 use crate::billing::{apply, ingest};
 use crate::db;
@@ -93,7 +94,7 @@ pub async fn sync_subscriptions(
         let before = describe(state, &user).await?;
         let fetched = fetch_subscriptions(state, customer).await?;
         let mut tx = state.db.begin_write().await?;
-        let written = write_fetched_in(state, &mut tx, &fetched, &user).await?;
+        let written = write_fetched_in(state, &mut tx, &fetched, &user, Cause::Sync).await?;
         tx.commit().await?;
         written.evict(state);
         let after = describe(state, &user).await?;
@@ -149,6 +150,7 @@ pub(crate) async fn write_fetched_in(
     tx: &mut AnyConnection,
     fetched: &[SubscriptionSnapshot],
     user: &UserId,
+    cause: Cause<'_>,
 ) -> Result<write::Written, AppError> {
     let items: Vec<Incoming<'_>> = fetched
         .iter()
@@ -159,6 +161,7 @@ pub(crate) async fn write_fetched_in(
             at: 0,
             user_hint: Some(user.as_str()),
             action_required: None,
+            cause,
         })
         .collect();
     write::write(state, tx, &items).await

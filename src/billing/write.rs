@@ -6,8 +6,8 @@
 //! batch of one. The statements are a fixed number per call, plus two for each customer not
 //! linked to a user yet.
 //!
-//! This is the place later work extends (a change-log row, an invoice row): it returns the
-//! entitlement changes it made.
+//! This is the place later work extends (an invoice row): it logs each entitlement change in the
+//! change log ([`feed::record`], same transaction) and returns the changes it made.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -15,6 +15,7 @@ use chrono::Utc;
 use sqlx::AnyConnection;
 
 use crate::billing::Billing;
+use crate::billing::feed::{self, Cause};
 use crate::db;
 use crate::db::events::EventState;
 use crate::db::subscriptions::StoredSubscription;
@@ -39,6 +40,8 @@ pub struct Incoming<'a> {
     pub user_hint: Option<&'a str>,
     /// What an invoice event said of 3-D Secure: `Some(true)` waiting, `Some(false)` paid.
     pub action_required: Option<bool>,
+    /// What the change log names as the cause of the entitlement change this may make.
+    pub cause: Cause<'a>,
 }
 
 /// What happened to one incoming snapshot.
@@ -75,6 +78,8 @@ pub struct Written {
     pub changes: Vec<EntitlementChange>,
     /// Every user whose entitlement was written: evict them once the transaction commits.
     pub touched: Vec<UserId>,
+    /// How many changes were added to the change log.
+    pub logged: usize,
 }
 
 /// Decides and writes `items` inside `tx` (a write transaction: the caller commits it and then
@@ -103,6 +108,8 @@ pub async fn write(
     let mut finished: Vec<db::events::Finished<'_>> = Vec::new();
     let mut written: BTreeSet<&str> = BTreeSet::new();
     let mut close_for: BTreeSet<&str> = BTreeSet::new();
+    // Per owner, the cause the change log names: the last snapshot applied for them.
+    let mut causes: BTreeMap<&str, Cause<'_>> = BTreeMap::new();
     for item in items {
         let customer = item.snapshot.customer.as_str();
         let Some(user) = owners.get(customer) else {
@@ -127,6 +134,7 @@ pub async fn write(
                 }
                 current.insert(row.id.clone(), row);
                 written.insert(item.snapshot.id.as_str());
+                causes.insert(user.as_str(), item.cause);
                 EventState::Applied
             }
         };
@@ -146,21 +154,28 @@ pub async fn write(
     let users: BTreeSet<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
     let users: Vec<&str> = users.into_iter().collect();
     let (changes, touched) = write_entitlements(state, tx, &users, now).await?;
+    let causes: Vec<(&str, Cause<'_>)> = causes.into_iter().collect();
+    let logged = feed::record(state, tx, &causes, at).await?;
     db::checkout::close_all_for_users(tx, &close_for.into_iter().collect::<Vec<_>>()).await?;
     db::events::finish_many(&mut *tx, backend, &finished, at).await?;
     Ok(Written {
         outcomes,
         changes,
         touched,
+        logged,
     })
 }
 
 impl Written {
     /// Evicts every user written from the cache: after the commit, so no reader can cache what
     /// was there before it.
+    /// Wakes the change log's tail too, when changes were logged.
     pub fn evict(&self, state: &Billing) {
         for user in &self.touched {
             state.cache.evict(user.as_str());
+        }
+        if self.logged > 0 {
+            state.feed.wake();
         }
     }
 }

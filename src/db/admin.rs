@@ -104,6 +104,8 @@ pub async fn counts(pool: &sqlx::AnyPool) -> Result<(Vec<(String, i64)>, i64), s
 /// One audit entry.
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
+    /// The row's id (a change of the change log names it as its cause).
+    pub id: String,
     /// Who acted.
     pub actor: String,
     /// What they did.
@@ -116,20 +118,27 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
 }
 
-/// Writes an audit entry; returns its id.
+/// A new audit row id: sortable by time, then random (made before the row is written, so a change
+/// in the same transaction can name it).
+pub fn new_audit_id(at: DateTime<Utc>) -> String {
+    format!("{:012}-{:016x}", at.timestamp(), rand::random::<u64>())
+}
+
+/// Writes an audit entry under `id` (see [`new_audit_id`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn audit<'c, E: Executor<'c, Database = Any>>(
     ex: E,
+    id: &str,
     user: &str,
     actor: &str,
     action: &str,
     before: &str,
     after: &str,
     at: DateTime<Utc>,
-) -> Result<String, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     let at = at.timestamp();
-    let id = format!("{at:012}-{:016x}", rand::random::<u64>());
     sqlx::query("INSERT INTO audit_log (id, user_id, actor, action, before, after, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(&id)
+        .bind(id)
         .bind(user)
         .bind(actor)
         .bind(action)
@@ -138,7 +147,7 @@ pub async fn audit<'c, E: Executor<'c, Database = Any>>(
         .bind(at)
         .execute(ex)
         .await?;
-    Ok(id)
+    Ok(())
 }
 
 /// A user's audit log, newest first.
@@ -146,13 +155,14 @@ pub async fn audit_for<'c, E: Executor<'c, Database = Any>>(
     ex: E,
     user: &str,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    let rows = sqlx::query("SELECT actor, action, before, after, at FROM audit_log WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT 200")
+    let rows = sqlx::query("SELECT id, actor, action, before, after, at FROM audit_log WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT 200")
         .bind(user)
         .fetch_all(ex)
         .await?;
     rows.iter()
         .map(|r| {
             Ok(AuditEntry {
+                id: r.try_get("id")?,
                 actor: r.try_get("actor")?,
                 action: r.try_get("action")?,
                 before: r.try_get("before")?,

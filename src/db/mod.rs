@@ -6,6 +6,7 @@ pub mod admin;
 pub mod checkout;
 pub mod entitlements;
 pub mod events;
+pub mod feed;
 pub mod sessions;
 pub mod subscriptions;
 pub mod users;

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 
-use crate::billing::{entitlement, support};
+use crate::billing::{entitlement, feed, support};
 use crate::db;
 use crate::db::events::EventState;
 use crate::domain::{EntitlementStatus, UserId};
@@ -80,6 +80,15 @@ struct Dashboard {
     status: String,
     statuses: Vec<String>,
     table: UsersTable,
+    endpoints: Vec<EndpointView>,
+}
+
+/// A change feed endpoint on the dashboard.
+struct EndpointView {
+    url: String,
+    behind: i64,
+    state: String,
+    error: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -185,8 +194,30 @@ async fn dashboard(
         status: "none".into(),
         count: total - subscribed,
     });
+    let (last_seq, _) = db::feed::bounds(&state.db.pool).await?;
+    let endpoints = db::feed::endpoints(&state.db.pool)
+        .await?
+        .into_iter()
+        .map(|e| EndpointView {
+            behind: last_seq - e.delivered_seq,
+            state: match e.failing_since {
+                Some(since) => format!(
+                    "failing since {} ({} attempts)",
+                    when(Some(since)),
+                    e.attempts
+                ),
+                None => match e.last_success_at {
+                    Some(at) => format!("delivering (last {})", when(Some(at))),
+                    None => "delivering".into(),
+                },
+            },
+            error: e.last_error.unwrap_or_default(),
+            url: e.url,
+        })
+        .collect();
     Ok(render(&Dashboard {
         chrome: Chrome::new(&state, Some(&admin)),
+        endpoints,
         counts,
         total,
         q: params.q.clone(),
@@ -214,6 +245,7 @@ struct EventView {
 }
 
 struct AuditView {
+    id: String,
     at: String,
     actor: String,
     action: String,
@@ -235,6 +267,53 @@ struct UserPage {
     complimentary: Option<String>,
     events: Vec<EventView>,
     audit: Vec<AuditView>,
+    history: Vec<HistoryView>,
+}
+
+/// One change of the owner's entitlement history.
+struct HistoryView {
+    seq: i64,
+    at: String,
+    answer: String,
+    /// What caused it, and the anchor of its row on this page (an event, an audit entry).
+    cause: String,
+    anchor: Option<String>,
+}
+
+impl HistoryView {
+    fn of(c: feed::Change) -> HistoryView {
+        let a = &c.answer;
+        let answer = format!(
+            "{} — {} ({}{})",
+            a.status,
+            if a.entitled {
+                "entitled"
+            } else {
+                "not entitled"
+            },
+            a.reason,
+            a.valid_until
+                .as_deref()
+                .map(|t| format!(", until {t}"))
+                .unwrap_or_default()
+        );
+        let (cause, anchor) = match (
+            c.cause.kind.as_str(),
+            c.cause.event_id.as_deref(),
+            c.cause.audit_id.as_deref(),
+        ) {
+            ("stripe_event", Some(id), _) => (format!("event {id}"), Some(format!("event-{id}"))),
+            ("support", _, Some(id)) => ("support action".into(), Some(format!("audit-{id}"))),
+            (kind, _, _) => (kind.replace('_', " "), None),
+        };
+        HistoryView {
+            seq: c.seq,
+            at: when(Some(c.changed_at)),
+            answer,
+            cause,
+            anchor,
+        }
+    }
 }
 
 fn dashboard_link(state: &AppState, kind: &str, id: &str) -> String {
@@ -339,6 +418,7 @@ async fn user_page(
         .await?
         .into_iter()
         .map(|a| AuditView {
+            id: a.id,
             at: when(Some(a.at)),
             actor: a.actor,
             action: a.action,
@@ -358,6 +438,11 @@ async fn user_page(
         complimentary,
         events,
         audit,
+        history: feed::history(&state, &id, 100)
+            .await?
+            .into_iter()
+            .map(HistoryView::of)
+            .collect(),
     }))
 }
 

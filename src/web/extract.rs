@@ -30,18 +30,11 @@ impl FromRequestParts<AppState> for ApiUser {
             .headers
             .get(USER_ID_HEADER)
             .ok_or_else(|| AppError::Unauthorized("the X-User-Id header is required".into()))?;
-        if let Some(key) = &state.settings.internal_api_key {
-            let presented = parts
-                .headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !bool::from(presented.as_bytes().ct_eq(key.expose().as_bytes())) {
-                return Err(AppError::Unauthorized(
-                    "X-User-Id needs Authorization: Bearer <internal API key>; it is missing or wrong".into(),
-                ));
-            }
+        if !internal_key_presented(state, &parts.headers) {
+            return Err(AppError::Unauthorized(
+                "X-User-Id needs Authorization: Bearer <internal API key>; it is missing or wrong"
+                    .into(),
+            ));
         }
         let raw = raw
             .to_str()
@@ -50,6 +43,44 @@ impl FromRequestParts<AppState> for ApiUser {
             .inspect(|user| crate::web::middleware::record_user(parts, user))
             .map(ApiUser)
             .map_err(|e| AppError::invalid("invalid_user_id", e.to_string()))
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer <MSR_INTERNAL_API_KEY>` (compared in constant
+/// time). Without a configured key (debug mode only: otherwise the key is required to start) every
+/// request does.
+pub fn internal_key_presented(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(key) = &state.settings.internal_api_key else {
+        return true;
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(presented.as_bytes().ct_eq(key.expose().as_bytes()))
+}
+
+/// Another platform service, acting for no one user: `Authorization: Bearer <MSR_INTERNAL_API_KEY>`
+/// (the change feed and the snapshot of every entitlement).
+#[derive(Debug, Clone, Copy)]
+pub struct InternalCaller;
+
+impl FromRequestParts<AppState> for InternalCaller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if internal_key_presented(state, &parts.headers) {
+            Ok(InternalCaller)
+        } else {
+            Err(AppError::Unauthorized(
+                "this route needs Authorization: Bearer <internal API key>; it is missing or wrong"
+                    .into(),
+            ))
+        }
     }
 }
 

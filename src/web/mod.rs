@@ -87,11 +87,15 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.settings.request_timeout;
     let https = state.settings.public_url.scheme() == "https";
-    // The entitlement check and Stripe's webhook: a lean lane (see `middleware::lane`), no
-    // sessions; both are called by machines, at the highest rates.
-    let lane = api::entitlement::router().merge(webhook::router()).layer(
-        axum::middleware::from_fn_with_state(middleware::Lane { https, timeout }, middleware::lane),
-    );
+    // The entitlement check, its change feed and Stripe's webhook: a lean lane (see
+    // `middleware::lane`), no sessions; all are called by machines, at the highest rates.
+    let lane = api::entitlement::router()
+        .merge(api::feed::router())
+        .merge(webhook::router())
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::Lane { https, timeout },
+            middleware::lane,
+        ));
     with_sessions(app, &state)
         .layer(
             ServiceBuilder::new()

@@ -20,6 +20,9 @@ use crate::web::{api, dev, wire};
     paths(
         api::entitlement::check,
         api::entitlement::forward_auth,
+        api::feed::changes,
+        api::feed::stream,
+        api::feed::snapshot,
         api::billing::start_checkout,
         api::billing::open_portal,
         api::billing::sync_checkout,
@@ -35,6 +38,10 @@ use crate::web::{api, dev, wire};
         wire::PortalBody,
         wire::ErrorBody,
         wire::ErrorDetail,
+        wire::CauseBody,
+        wire::ChangeBody,
+        wire::ChangesBody,
+        wire::SnapshotBody,
         api::billing::CheckoutBody,
     )),
     modifiers(&InternalKey)

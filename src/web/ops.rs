@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
 use crate::web::AppState;
@@ -39,21 +38,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(key) = &state.settings.internal_api_key else {
-        // Only reachable in debug mode: without debug the key is required to start.
-        return true;
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    bool::from(presented.as_bytes().ct_eq(key.expose().as_bytes()))
-}
-
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
-    if !authorised(&state, &headers) {
+    if !crate::web::extract::internal_key_presented(&state, &headers) {
         return Err(AppError::Unauthorized(
             "/metrics needs Authorization: Bearer <internal API key>".into(),
         ));
@@ -77,6 +63,15 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         metrics::gauge!("msr_stripe_events", "state" => name).set(n as f64);
     }
     metrics::gauge!("msr_db_pool_connections").set(f64::from(state.db.pool.size()));
+    // Change feed endpoints: failing (1) or not, and how many changes they are behind.
+    let (last_seq, _) = crate::db::feed::bounds(&state.db.pool).await?;
+    for endpoint in crate::db::feed::endpoints(&state.db.pool).await? {
+        let failing = f64::from(u8::from(endpoint.failing_since.is_some()));
+        metrics::gauge!("msr_feed_endpoint_failing", "endpoint" => endpoint.url.clone())
+            .set(failing);
+        metrics::gauge!("msr_feed_endpoint_lag_changes", "endpoint" => endpoint.url)
+            .set((last_seq - endpoint.delivered_seq) as f64);
+    }
     metrics::gauge!("msr_entitlement_cache_users").set(state.cache.len() as f64);
     let body = recorder().map(PrometheusHandle::render).unwrap_or_default();
     Ok((

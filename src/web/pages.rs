@@ -248,6 +248,7 @@ struct AccountPage {
     action_needed: bool,
     complimentary: Option<String>,
     has_customer: bool,
+    access_since: Option<String>,
 }
 
 async fn account_page(
@@ -272,6 +273,13 @@ async fn account_page(
         action_needed: e.is_some_and(|e| e.action_required),
         complimentary,
         has_customer: stored.is_some_and(|u| u.stripe_customer_id.is_some()),
+        access_since: if answer.decision.entitled {
+            crate::billing::feed::entitled_since(&state, &user.id)
+                .await?
+                .map(day)
+        } else {
+            None
+        },
     }))
 }
 

@@ -4,7 +4,10 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use chrono::{DateTime, Utc};
+
 use crate::billing::entitlement::EntitlementAnswer;
+use crate::billing::feed;
 use crate::db::users::User;
 
 pub use crate::domain::time::rfc3339 as time;
@@ -60,20 +63,92 @@ pub struct EntitlementBody {
 
 /// The entitlement answer on the wire.
 pub fn entitlement_answer(a: &EntitlementAnswer) -> EntitlementBody {
+    answer_as_of(feed::Answer::of(a), a.as_of)
+}
+
+/// An answer's fields (as the check computes them, or as the change log kept them), as of a time.
+pub fn answer_as_of(a: feed::Answer, as_of: DateTime<Utc>) -> EntitlementBody {
     EntitlementBody {
-        user_id: a.user_id.to_string(),
-        entitled: a.decision.entitled,
-        status: a.status().to_owned(),
-        plan: a
-            .entitlement
-            .as_ref()
-            .and_then(|e| e.plan)
-            .map(|p| p.to_string()),
-        reason: a.decision.reason.as_str().to_owned(),
-        valid_until: a.decision.valid_until.map(time),
-        pause_active: a.entitlement.as_ref().is_some_and(|e| e.pause_active),
-        as_of: time(a.as_of),
+        user_id: a.user_id,
+        entitled: a.entitled,
+        status: a.status,
+        plan: a.plan,
+        reason: a.reason,
+        valid_until: a.valid_until,
+        pause_active: a.pause_active,
+        as_of: time(as_of),
     }
+}
+
+/// What caused an entitlement change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CauseBody {
+    /// `stripe_event` (a Stripe event applied), `support` (a support action), `sync` (Stripe's
+    /// state read by the sync command or the return page), `expiry` (time passed the answer's
+    /// `valid_until`).
+    #[serde(rename = "type")]
+    #[schema(example = "stripe_event")]
+    pub kind: String,
+    /// `evt_…`, for `stripe_event`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The audit row's id, for `support` (the admin user page lists it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
+}
+
+/// One change of an owner's entitlement answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChangeBody {
+    /// Its place in the log: increasing, without gaps a consumer could miss.
+    pub seq: i64,
+    /// Whose.
+    pub user_id: String,
+    /// When the answer changed (RFC 3339).
+    pub changed_at: String,
+    /// Why.
+    pub cause: CauseBody,
+    /// The answer as it became: the body of `GET /billing/entitlement`, `as_of` = `changed_at`.
+    pub entitlement: EntitlementBody,
+}
+
+/// A change on the wire.
+pub fn change(c: feed::Change) -> ChangeBody {
+    ChangeBody {
+        seq: c.seq,
+        changed_at: time(c.changed_at),
+        cause: CauseBody {
+            kind: c.cause.kind,
+            event_id: c.cause.event_id,
+            audit_id: c.cause.audit_id,
+        },
+        entitlement: answer_as_of(c.answer, c.changed_at),
+        user_id: c.user_id,
+    }
+}
+
+/// `GET /billing/entitlements/changes`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChangesBody {
+    /// Oldest first.
+    pub changes: Vec<ChangeBody>,
+    /// Ask `after` this next.
+    pub next: i64,
+    /// More changes wait after `next`.
+    pub has_more: bool,
+}
+
+/// `GET /billing/entitlements`: every owner's answer now, a page at a time.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SnapshotBody {
+    /// By user id.
+    pub entitlements: Vec<EntitlementBody>,
+    /// Ask `after_user` this for the next page (null on the last).
+    pub next_after_user: Option<String>,
+    /// More pages follow.
+    pub has_more: bool,
+    /// The change log's seq when the page was read: read the changes after it from then on.
+    pub seq: i64,
 }
 
 /// The stored entitlement as `/dev/status` shows it; a user who never subscribed reads as `none`.

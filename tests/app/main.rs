@@ -10,6 +10,8 @@ mod coverage;
 mod dev_routes;
 mod edges;
 mod entitlement;
+mod feed;
+mod feed_out;
 mod journeys;
 mod layers;
 mod openapi;

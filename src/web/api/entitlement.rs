@@ -8,10 +8,14 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
 use crate::billing::entitlement::{self, EntitlementAnswer};
+use crate::billing::feed;
 use crate::error::AppError;
 use crate::web::AppState;
-use crate::web::extract::ApiUser;
+use crate::web::extract::{ApiUser, Query};
 use crate::web::wire;
 
 /// Routes of the entitlement check.
@@ -23,26 +27,61 @@ pub fn router() -> Router<AppState> {
 
 /// 200 when entitled, 402 Payment Required when not; the same body either way.
 #[utoipa::path(get, path = "/billing/entitlement", tag = "entitlement",
-    params(("X-User-Id" = String, Header, description = "the platform user id the caller acts for")),
+    params(("X-User-Id" = String, Header, description = "the platform user id the caller acts for"),
+        ("at" = Option<String>, Query, description = "an RFC 3339 instant in the past: the answer the check gave then (as_of = at), from the change log")),
     security(("internal_key" = [])),
     responses(
         (status = 200, description = "entitled", body = crate::web::wire::EntitlementBody),
         (status = 402, description = "not entitled", body = crate::web::wire::EntitlementBody),
         (status = 401, description = "no X-User-Id, or the internal key is missing or wrong", body = crate::web::wire::ErrorBody),
         (status = 404, description = "unknown user", body = crate::web::wire::ErrorBody),
-        (status = 422, description = "malformed user id", body = crate::web::wire::ErrorBody),
+        (status = 422, description = "malformed user id (invalid_user_id), a malformed or future `at` (invalid_query), or `at` before the change log begins for the user (history_unavailable)", body = crate::web::wire::ErrorBody),
     ))]
 pub(crate) async fn check(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
+    Query(q): Query<CheckQuery>,
 ) -> Result<Response, AppError> {
     let answer = entitlement::check(&state, &user).await?;
-    let status = if answer.decision.entitled {
+    let body = match q.at.as_deref() {
+        None => wire::entitlement_answer(&answer),
+        Some(raw) => {
+            let at = past_instant(raw)?;
+            let change = feed::answer_at(&state, &user, at).await?;
+            wire::answer_as_of(change.answer, at)
+        }
+    };
+    let status = if body.entitled {
         StatusCode::OK
     } else {
         StatusCode::PAYMENT_REQUIRED
     };
-    Ok((status, axum::Json(wire::entitlement_answer(&answer))).into_response())
+    Ok((status, axum::Json(body)).into_response())
+}
+
+/// The check's query: `at`, an RFC 3339 instant in the past, asks what the check said then.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CheckQuery {
+    at: Option<String>,
+}
+
+/// An RFC 3339 instant, not in the future (422 `invalid_query` otherwise).
+fn past_instant(raw: &str) -> Result<DateTime<Utc>, AppError> {
+    let at = DateTime::parse_from_rfc3339(raw)
+        .map_err(|e| {
+            AppError::invalid(
+                "invalid_query",
+                format!("at must be an RFC 3339 time such as 2026-12-03T09:00:00Z ({e})"),
+            )
+        })?
+        .with_timezone(&Utc);
+    if at > Utc::now() {
+        return Err(AppError::invalid(
+            "invalid_query",
+            "at is in the future: the check answers what was, not what will be",
+        ));
+    }
+    Ok(at)
 }
 
 const STATUS_HEADER: HeaderName = HeaderName::from_static("x-entitlement-status");

@@ -2,6 +2,7 @@
 
 pub mod billing;
 pub mod entitlement;
+pub mod feed;
 
 use axum::Router;
 
