@@ -21,6 +21,9 @@ pub struct StripeError {
     pub param: Option<String>,
     /// For card errors: the decline code (`generic_decline`, ...).
     pub decline_code: Option<&'static str>,
+    /// The object a failed confirmation reports inside the error, as Stripe does:
+    /// (`payment_intent` or `setup_intent`, its JSON). Boxed to keep errors small.
+    pub object: Option<Box<(&'static str, Value)>>,
 }
 
 impl StripeError {
@@ -32,6 +35,7 @@ impl StripeError {
             message,
             param: None,
             decline_code: None,
+            object: None,
         }
     }
 
@@ -100,6 +104,17 @@ impl StripeError {
         );
         e.decline_code = Some("authentication_required");
         e
+    }
+
+    /// 400 for an intent whose status does not allow the action (`…_unexpected_state`).
+    pub fn unexpected_state(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", Some(code), message.into())
+    }
+
+    /// A card error carrying the intent it happened to (`payment_intent`/`setup_intent`).
+    pub(crate) fn with_object(mut self, key: &'static str, value: Value) -> Self {
+        self.object = Some(Box::new((key, value)));
+        self
     }
 
     /// 401 without or with an unusable API key.
@@ -183,6 +198,9 @@ impl StripeError {
         });
         if let (Some(dc), Some(obj)) = (self.decline_code, inner.as_object_mut()) {
             obj.insert("decline_code".into(), json!(dc));
+        }
+        if let (Some(attached), Some(obj)) = (&self.object, inner.as_object_mut()) {
+            obj.insert(attached.0.to_string(), attached.1.clone());
         }
         json!({ "error": inner })
     }

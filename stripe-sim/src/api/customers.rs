@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 
 use super::{ApiRequest, ApiResult, list_page, one};
 use crate::Simulator;
-use crate::engine::{NewCustomer, TestCard};
+use crate::engine::{NewCustomer, TestCard, is_shortcut};
 use crate::error::StripeError;
 use crate::form::Params;
 
@@ -26,28 +26,63 @@ fn default_pm(p: &Params) -> Result<Option<String>, StripeError> {
         .flatten())
 }
 
-/// `POST /v1/customers`. A test payment method id (`payment_method=pm_card_visa`) is
-/// attached and made the default, as Stripe does.
+/// `POST /v1/customers`. `payment_method` (a test id such as `pm_card_visa`, which makes
+/// a new card, or an unattached `pm_…`) is attached and made the default (Stripe only
+/// attaches it; existing callers rely on the default). A test id in
+/// `invoice_settings[default_payment_method]` names the same new card when it repeats
+/// `payment_method`, else a new attached copy, as Stripe does.
 pub(crate) async fn create(State(sim): State<Simulator>, req: ApiRequest) -> ApiResult {
     let p = req.params;
     let nc = new_customer(&p)?;
-    let card = match p.str("payment_method")? {
+    let pm_param = p.str("payment_method")?.filter(|s| !s.is_empty());
+    let card = match &pm_param {
+        Some(pm) if pm.starts_with("pm_") && !is_shortcut(pm) => None,
         Some(pm) => Some(
-            TestCard::parse(&pm)
-                .ok_or_else(|| StripeError::missing("payment_method", &pm, "payment_method"))?,
+            TestCard::parse(pm)
+                .ok_or_else(|| StripeError::missing("payment_method", pm, "payment_method"))?,
         ),
         None => None,
     };
-    if card == Some(TestCard::Declined) {
+    let default_pm = default_pm(&p)?;
+    // Declined cards fail at attach: refuse before the customer exists, as Stripe does.
+    let declined_default = default_pm
+        .as_deref()
+        .is_some_and(|pm| is_shortcut(pm) && TestCard::parse(pm) == Some(TestCard::Declined));
+    if card == Some(TestCard::Declined) || declined_default {
         return Err(StripeError::card_declined("Your card was declined."));
     }
-    let default_pm = default_pm(&p)?;
     sim.mutate(req.info, |st| {
-        let id = st.create_customer(nc)?;
-        if let Some(c) = card {
-            st.attach_card(&id, c)?;
+        if let Some(pm) = pm_param.as_ref().filter(|_| card.is_none()) {
+            // An existing card: it must exist and be free before the customer is made.
+            match st.payment_methods.get(pm) {
+                None => return Err(StripeError::missing("payment_method", pm, "payment_method")),
+                Some(p) if p.customer.is_some() => {
+                    return Err(StripeError::invalid_param(
+                        "payment_method",
+                        "The payment method you provided has already been attached to a customer.",
+                    ));
+                }
+                Some(p) if p.card == TestCard::Declined => {
+                    return Err(StripeError::card_declined("Your card was declined."));
+                }
+                Some(_) => {}
+            }
         }
+        let id = st.create_customer(nc)?;
+        let attached = match (card, &pm_param) {
+            (Some(c), _) => Some(st.attach_card(&id, c)?),
+            (None, Some(pm)) => {
+                let pm = st.attach_payment_method(pm, &id)?;
+                st.set_default_payment_method(&id, Some(pm.clone()));
+                Some(pm)
+            }
+            (None, None) => None,
+        };
         if let Some(pm) = default_pm.filter(|s| !s.is_empty()) {
+            let pm = match &attached {
+                Some(a) if pm_param.as_deref() == Some(pm.as_str()) => a.clone(),
+                _ => st.customer_payment_method(&id, &pm)?,
+            };
             st.update_customer(&id, NewCustomer::default(), Some(pm))?;
         }
         one(st, &id, "customer", &p)
@@ -79,6 +114,13 @@ pub(crate) async fn update(
     }
     let default_pm = default_pm(&p)?;
     sim.mutate(req.info, |st| {
+        // A test id (`pm_card_visa`) becomes a new card attached to the customer first.
+        let default_pm = match default_pm {
+            Some(pm) if is_shortcut(&pm) && st.customers.contains_key(&id) => {
+                Some(st.customer_payment_method(&id, &pm)?)
+            }
+            other => other,
+        };
         st.update_customer(&id, nc, default_pm)?;
         one(st, &id, "customer", &p)
     })

@@ -11,6 +11,7 @@ mod clocks;
 mod customers;
 mod entitlements;
 mod events;
+mod intents;
 mod invoices;
 mod middleware;
 mod schedules;
@@ -133,6 +134,44 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route(
             "/v1/payment_methods/{id}/detach",
             post(customers::detach_payment_method),
+        )
+        .route(
+            "/v1/payment_intents",
+            get(intents::list_payment_intents).post(intents::create_payment_intent),
+        )
+        .route(
+            "/v1/payment_intents/{id}",
+            get(intents::retrieve_payment_intent).post(intents::update_payment_intent),
+        )
+        .route(
+            "/v1/payment_intents/{id}/confirm",
+            post(intents::confirm_payment_intent),
+        )
+        .route(
+            "/v1/payment_intents/{id}/capture",
+            post(intents::capture_payment_intent),
+        )
+        .route(
+            "/v1/payment_intents/{id}/cancel",
+            post(intents::cancel_payment_intent),
+        )
+        .route("/v1/charges", get(intents::list_charges))
+        .route("/v1/charges/{id}", get(intents::retrieve_charge))
+        .route(
+            "/v1/setup_intents",
+            get(intents::list_setup_intents).post(intents::create_setup_intent),
+        )
+        .route(
+            "/v1/setup_intents/{id}",
+            get(intents::retrieve_setup_intent).post(intents::update_setup_intent),
+        )
+        .route(
+            "/v1/setup_intents/{id}/confirm",
+            post(intents::confirm_setup_intent),
+        )
+        .route(
+            "/v1/setup_intents/{id}/cancel",
+            post(intents::cancel_setup_intent),
         )
         .route(
             "/v1/test_helpers/test_clocks",

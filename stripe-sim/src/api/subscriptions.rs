@@ -94,6 +94,19 @@ pub(crate) async fn create(State(sim): State<Simulator>, req: ApiRequest) -> Api
         schedule: None,
     };
     sim.mutate(req.info, |st| {
+        let mut ns = ns;
+        // A test id (`pm_card_visa`) becomes a new card attached to the customer — only
+        // when the request can otherwise succeed, so a rejected one attaches nothing.
+        if let Some(pm) = ns.default_payment_method.clone()
+            && crate::engine::is_shortcut(&pm)
+            && st.customers.contains_key(&ns.customer)
+            && ns
+                .items
+                .iter()
+                .all(|(price, _)| st.prices.contains_key(price))
+        {
+            ns.default_payment_method = Some(st.customer_payment_method(&ns.customer, &pm)?);
+        }
         let id = st.create_subscription(ns)?;
         one(st, &id, "subscription", &p)
     })
@@ -141,8 +154,19 @@ pub(crate) async fn update(
     req: ApiRequest,
 ) -> ApiResult {
     let p = req.params;
-    let u = parse_update(&p)?;
+    let mut u = parse_update(&p)?;
     sim.mutate(req.info, |st| {
+        // Not for an ended subscription, which refuses the change: nothing gets attached.
+        let customer = st
+            .subscriptions
+            .get(&id)
+            .filter(|s| !s.is_ended())
+            .map(|s| s.customer.clone());
+        if let (Some(pm), Some(customer)) = (u.default_payment_method.clone(), customer)
+            && crate::engine::is_shortcut(&pm)
+        {
+            u.default_payment_method = Some(st.customer_payment_method(&customer, &pm)?);
+        }
         st.update_subscription(&id, u)?;
         one(st, &id, "subscription", &p)
     })

@@ -10,24 +10,28 @@
 //! `render_*`: `customers`, `payment_methods` (and the test cards), `catalog` (products,
 //! prices, seeded plans), `checkout` (all three modes), `portal`, `subscriptions` (create,
 //! `update`, `lifecycle`), `invoices`, `invoice_items`, `payments` (charging invoices,
-//! retries), `clocks` (test clocks), `schedules` (subscription schedules), `entitlements`
-//! (features, product features, each customer's active entitlements). `schedule` says what
-//! is due when; `render` holds the shared JSON helpers. This file keeps the state itself,
-//! the clock and event emission.
+//! retries), `payment_intents` (PaymentIntents and their charges), `setup_intents`,
+//! `clocks` (test clocks), `schedules` (subscription schedules), `entitlements` (features,
+//! product features, each customer's active entitlements). `schedule` says what is due
+//! when; `render` holds the shared JSON helpers. This file keeps the state itself, the clock
+//! and event emission.
 
 mod catalog;
+mod charges;
 mod checkout;
 mod clocks;
 mod customers;
 mod entitlements;
 mod invoice_items;
 mod invoices;
+mod payment_intents;
 mod payment_methods;
 mod payments;
 mod portal;
 mod render;
 mod schedule;
 mod schedules;
+mod setup_intents;
 mod subscriptions;
 
 use std::collections::BTreeMap;
@@ -35,6 +39,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use catalog::{NewPrice, PlanSeed, Price, Product};
+pub use charges::Charge;
 pub use checkout::{
     CheckoutMode, CheckoutOutcome, CheckoutSession, NewCheckout, NewLineItem, NewPriceData,
 };
@@ -42,6 +47,8 @@ pub use clocks::TestClock;
 pub use customers::{Customer, NewCustomer};
 pub use invoice_items::{InvoiceItem, NewInvoiceItem};
 pub use invoices::{Invoice, InvoiceLine, NewInvoice};
+pub use payment_intents::{IntentParams, PaymentIntent};
+pub(crate) use payment_methods::is_shortcut;
 pub use payment_methods::{PaymentMethod, TestCard};
 pub use portal::PortalSession;
 pub use render::expand;
@@ -49,6 +56,7 @@ pub use schedule::Due;
 pub use schedules::{
     NewPhase, NewSchedule, SchedulePhase, ScheduleUpdate, StartDate, SubscriptionSchedule,
 };
+pub use setup_intents::{SetupIntent, SetupParams};
 pub use subscriptions::{
     NewSubscription, PauseCollection, Subscription, SubscriptionItem, SubscriptionUpdate,
 };
@@ -116,6 +124,11 @@ pub struct State {
     pub(crate) test_clocks: BTreeMap<String, TestClock>,
     pub(crate) subscription_schedules: BTreeMap<String, SubscriptionSchedule>,
     pub(crate) entitlements: entitlements::Entitlements,
+    /// PaymentIntents made through `/v1/payment_intents` (invoices do not make any).
+    pub(crate) payment_intents: BTreeMap<String, PaymentIntent>,
+    /// The charges of those PaymentIntents.
+    pub(crate) charges: BTreeMap<String, Charge>,
+    pub(crate) setup_intents: BTreeMap<String, SetupIntent>,
     /// Ids of deleted customers, so retrieving one answers `{deleted: true}` as Stripe does.
     pub(crate) deleted_customers: std::collections::BTreeSet<String>,
     /// Every event ever emitted, oldest first.
@@ -160,6 +173,9 @@ impl State {
             test_clocks: BTreeMap::new(),
             subscription_schedules: BTreeMap::new(),
             entitlements: entitlements::Entitlements::default(),
+            payment_intents: BTreeMap::new(),
+            charges: BTreeMap::new(),
+            setup_intents: BTreeMap::new(),
             deleted_customers: std::collections::BTreeSet::new(),
             events: Vec::new(),
             outbox: Vec::new(),

@@ -92,6 +92,12 @@ impl TestCard {
     }
 }
 
+/// Whether `pm` is one of Stripe's test payment-method ids (`pm_card_visa`, …) the simulator
+/// knows; such an id stands for a new card each time it is used.
+pub(crate) fn is_shortcut(pm: &str) -> bool {
+    pm.starts_with("pm_card_") && TestCard::parse(pm).is_some()
+}
+
 /// A card payment method attached to a customer.
 #[derive(Debug, Clone)]
 pub struct PaymentMethod {
@@ -141,7 +147,7 @@ impl State {
         let card = match &existing {
             Some(p) => p.card,
             None => TestCard::parse(pm)
-                .filter(|_| pm.starts_with("pm_card_"))
+                .filter(|_| is_shortcut(pm))
                 .ok_or_else(|| StripeError::missing("PaymentMethod", pm, "payment_method"))?,
         };
         if card == TestCard::Declined {
@@ -232,6 +238,21 @@ impl State {
             self.emit("customer.subscription.updated", now, after, prev);
         }
         Ok(())
+    }
+
+    /// A payment-method parameter naming a card for `customer` (a default payment method):
+    /// a `pm_…` id stays as it is (checked later), a test shortcut such as `pm_card_visa`
+    /// attaches a new copy to the customer (`payment_method.attached`) and names that, as
+    /// Stripe does.
+    pub(crate) fn customer_payment_method(
+        &mut self,
+        customer: &str,
+        pm: &str,
+    ) -> Result<String, StripeError> {
+        if self.payment_methods.contains_key(pm) || !is_shortcut(pm) {
+            return Ok(pm.to_string());
+        }
+        self.attach_payment_method(pm, customer)
     }
 
     pub(crate) fn check_payment_method(

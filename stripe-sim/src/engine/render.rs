@@ -83,6 +83,12 @@ impl State {
             self.render_product(id)
         } else if id.starts_with("pm_") {
             self.render_payment_method(id)
+        } else if id.starts_with("pi_") {
+            self.render_payment_intent(id)
+        } else if id.starts_with("ch_") {
+            self.render_charge(id)
+        } else if id.starts_with("seti_") {
+            self.render_setup_intent(id)
         } else if id.starts_with("bps_") {
             self.render_portal(id)
         } else if id.starts_with("ii_") {

@@ -1,9 +1,11 @@
-//! Hosted pages: the Checkout page (`/c/pay/{id}`) and the customer portal
-//! (`/p/session/{id}`). Plain HTML forms, no JavaScript; every value rendered is escaped.
+//! Hosted pages: the Checkout page (`/c/pay/{id}`), the customer portal
+//! (`/p/session/{id}`) and the 3-D Secure page of PaymentIntents and SetupIntents
+//! (`/auth/{id}`). Plain HTML forms, no JavaScript; every value rendered is escaped.
 //! Actions go through the same engine transitions as the API, so they emit the same events.
-//! This file holds the router and what both pages share; `checkout.rs` and `portal.rs` one
-//! page each.
+//! This file holds the router and what the pages share; `checkout.rs`, `portal.rs` and
+//! `authenticate.rs` one page each.
 
+mod authenticate;
 mod checkout;
 mod portal;
 
@@ -21,6 +23,10 @@ pub(crate) fn router(sim: Simulator) -> Router {
     Router::new()
         .route("/c/pay/{id}", get(checkout::page).post(checkout::submit))
         .route("/p/session/{id}", get(portal::page).post(portal::submit))
+        .route(
+            "/auth/{id}",
+            get(authenticate::page).post(authenticate::submit),
+        )
         .with_state(sim)
 }
 
