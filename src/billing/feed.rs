@@ -362,6 +362,9 @@ pub const STREAM_BUFFER: usize = 1024;
 #[derive(Debug)]
 pub struct Tail {
     sender: tokio::sync::broadcast::Sender<Arc<Change>>,
+    /// The newest seq the tail has seen in the log: a subscriber behind it reads the log (the tail
+    /// may start after changes were made, or skip ahead; the broadcast alone would leave a gap).
+    head: tokio::sync::watch::Sender<i64>,
     wake: tokio::sync::Notify,
     /// The newest seq fanned out (-1: not started), kept across restarts of the task.
     last: std::sync::atomic::AtomicI64,
@@ -374,6 +377,7 @@ impl Default for Tail {
     fn default() -> Self {
         Tail {
             sender: tokio::sync::broadcast::channel(STREAM_BUFFER).0,
+            head: tokio::sync::watch::channel(-1).0,
             wake: tokio::sync::Notify::new(),
             last: std::sync::atomic::AtomicI64::new(-1),
         }
@@ -391,10 +395,20 @@ impl Tail {
         self.sender.subscribe()
     }
 
+    /// The newest seq the tail has seen, as it moves.
+    pub fn head(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.head.subscribe()
+    }
+
     async fn follow(&self, state: &Billing) -> Result<(), AppError> {
         use std::sync::atomic::Ordering::SeqCst;
         if self.last.load(SeqCst) < 0 {
-            self.last.store(last_seq(state).await?, SeqCst);
+            // Not at the very start (see the expiry loop): a stream that opens meanwhile reads
+            // its backlog from the log itself.
+            tokio::time::sleep(TAIL_EVERY).await;
+            let last = last_seq(state).await?;
+            self.last.store(last, SeqCst);
+            self.head.send_replace(last);
         }
         loop {
             let after = self.last.load(SeqCst);
@@ -405,6 +419,7 @@ impl Tail {
                 // Nobody listening is fine: the log keeps it.
                 let _ = self.sender.send(Arc::new(Change::try_from(row)?));
                 self.last.store(seq, SeqCst);
+                self.head.send_replace(seq);
             }
             if !full {
                 tokio::select! {
@@ -441,8 +456,13 @@ pub fn spawn(state: &Billing) {
     tasks.spawn("entitlement-expiry", move || {
         let state = state.clone();
         async move {
-            let mut pruned_at: Option<std::time::Instant> = None;
+            // Nothing at the very start: the first look waits one interval, so start-up (and the
+            // readiness probe) does not queue behind it for a connection. Retention first runs a
+            // minute in, then hourly.
+            let mut pruned_at =
+                std::time::Instant::now().checked_sub(Duration::from_secs(3600 - 60));
             loop {
+                tokio::time::sleep(every).await;
                 loop {
                     match expire_due(&state).await {
                         Ok(500..) => continue,
@@ -461,7 +481,6 @@ pub fn spawn(state: &Billing) {
                     }
                     pruned_at = Some(std::time::Instant::now());
                 }
-                tokio::time::sleep(every).await;
             }
         }
     });

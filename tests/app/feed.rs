@@ -408,7 +408,8 @@ async fn sse_events(response: &mut reqwest::Response, n: usize) -> Vec<(String, 
     events
 }
 
-async fn grant_and_revoke(app: &TestApp, user: &str) {
+/// Complimentary access granted and revoked at once: two changes of `user`'s answer.
+pub(crate) async fn grant_and_revoke(app: &TestApp, user: &str) {
     let user = UserId::parse(user).unwrap();
     let admin = UserId::parse(ADMIN).unwrap();
     support::grant_complimentary(

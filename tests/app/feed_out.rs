@@ -5,14 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use hmac::{Hmac, Mac};
-use msr_billing::billing::support;
-use msr_billing::domain::UserId;
 use serde_json::Value;
 use sha2::Sha256;
 
 use crate::coverage::signed_in;
+use crate::feed::grant_and_revoke;
 use crate::helpers::{TestApp, base_env, json};
 
 /// What the receiver got: headers of interest, body, and what it answered.
@@ -143,23 +142,6 @@ print(json.dumps([wh.verify(d["body"], d["headers"])["data"]["seq"] for d in job
         "the verifier refused a delivery: {stderr}"
     );
     Some(serde_json::from_slice(&out.stdout).expect("the verified seqs"))
-}
-
-async fn grant_and_revoke(app: &TestApp, user: &str) {
-    let user = UserId::parse(user).unwrap();
-    let admin = UserId::parse("ops").unwrap();
-    support::grant_complimentary(
-        &app.state,
-        &admin,
-        &user,
-        Utc::now() + Duration::days(1),
-        "o",
-    )
-    .await
-    .unwrap();
-    support::revoke_complimentary(&app.state, &admin, &user)
-        .await
-        .unwrap();
 }
 
 async fn wait_for(got: &Arc<Mutex<Vec<Got>>>, delivered: usize, secs: u64) -> Vec<Got> {

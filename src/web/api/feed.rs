@@ -134,6 +134,7 @@ pub(crate) async fn stream(
     };
     // Subscribed before the backlog is read: nothing committed in between is missed.
     let live = state.feed.subscribe();
+    let head = state.feed.head();
     let after = match after {
         Some(after) => {
             // 410 now, not once the stream has started.
@@ -146,7 +147,9 @@ pub(crate) async fn stream(
         Follow {
             state: state.billing.clone(),
             live,
+            head,
             last: after,
+            behind: true,
             backlog: std::collections::VecDeque::new(),
         },
         Follow::next,
@@ -159,7 +162,10 @@ pub(crate) async fn stream(
 struct Follow {
     state: crate::billing::Billing,
     live: tokio::sync::broadcast::Receiver<std::sync::Arc<feed::Change>>,
+    head: tokio::sync::watch::Receiver<i64>,
     last: i64,
+    /// The log may hold changes after `last` that the broadcast will not bring: read it.
+    behind: bool,
     backlog: std::collections::VecDeque<feed::Change>,
 }
 
@@ -180,22 +186,31 @@ impl Follow {
                     .data(body);
                 return Some((Ok(event), self));
             }
-            let page = feed::changes(&self.state, self.last, 500).await.ok()?;
-            if !page.changes.is_empty() {
-                self.backlog.extend(page.changes);
-                continue;
+            if self.behind {
+                let page = feed::changes(&self.state, self.last, 500).await.ok()?;
+                self.behind = page.has_more;
+                if !page.changes.is_empty() {
+                    self.backlog.extend(page.changes);
+                    continue;
+                }
             }
-            match self.live.recv().await {
-                Ok(change) if change.seq == self.last + 1 => {
-                    self.backlog.push_back(feed::Change::clone(&change));
+            tokio::select! {
+                got = self.live.recv() => match got {
+                    Ok(change) if change.seq == self.last + 1 => {
+                        self.backlog.push_back(feed::Change::clone(&change));
+                    }
+                    // Already sent (read from the log), or past a gap: the log fills it.
+                    Ok(change) => self.behind = change.seq > self.last,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        tracing::info!("a change stream subscriber fell behind; dropped");
+                        return None;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+                changed = self.head.changed() => {
+                    changed.ok()?;
+                    self.behind = *self.head.borrow_and_update() > self.last;
                 }
-                // Behind what the tail sent (or ahead of it): the log fills the gap.
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    tracing::info!("a change stream subscriber fell behind; dropped");
-                    return None;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
